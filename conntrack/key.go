@@ -1,0 +1,66 @@
+package conntrack
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/inspectd/inspectd/internal/decode"
+)
+
+// Key identifies a flow in one direction: protocol, addresses and ports.
+// It is comparable and holds no pointers that need allocating, so it can
+// key a map directly. For ICMP echo the ports hold the echo identifier.
+type Key struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Proto            uint8
+}
+
+// KeyOf returns the flow key of a decoded packet, in the packet's direction.
+func KeyOf(p *decode.Packet) Key {
+	return Key{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+}
+
+// Reverse returns the key of the opposite direction.
+func (k Key) Reverse() Key {
+	return Key{Src: k.Dst, Dst: k.Src, SrcPort: k.DstPort, DstPort: k.SrcPort, Proto: k.Proto}
+}
+
+// String formats the key as "proto src:port -> dst:port" (IPv6 in brackets).
+func (k Key) String() string {
+	return fmt.Sprintf("%s %s -> %s", ProtoName(k.Proto),
+		netip.AddrPortFrom(k.Src, k.SrcPort), netip.AddrPortFrom(k.Dst, k.DstPort))
+}
+
+// ProtoName returns the conventional name of an IP protocol number.
+func ProtoName(p uint8) string {
+	switch p {
+	case decode.ProtoTCP:
+		return "tcp"
+	case decode.ProtoUDP:
+		return "udp"
+	case decode.ProtoICMP:
+		return "icmp"
+	case decode.ProtoICMPv6:
+		return "icmpv6"
+	}
+	return fmt.Sprintf("proto-%d", p)
+}
+
+// Dir is a packet's direction within a session.
+type Dir uint8
+
+// Directions: Original is the initiator's (client's) direction, Reply the
+// responder's.
+const (
+	Original Dir = 0
+	Reply    Dir = 1
+)
+
+// String returns "original" or "reply".
+func (d Dir) String() string {
+	if d == Original {
+		return "original"
+	}
+	return "reply"
+}

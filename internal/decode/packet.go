@@ -1,0 +1,92 @@
+// Package decode turns raw packet bytes into a Packet: the addresses, ports,
+// TCP header fields and payload that the engine needs, without allocating.
+//
+// The live daemon hands over raw IPv4 or IPv6 packets (what NFQUEUE
+// delivers); replay hands over link-layer frames (Ethernet, Linux cooked
+// SLL and SLL2, or raw IP). Decoding uses gopacket's layer decoders into
+// preallocated layers held by a Decoder, so a Decoder is not safe for
+// concurrent use: keep one per worker.
+package decode
+
+import "net/netip"
+
+// IP protocol numbers the engine tracks.
+const (
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
+)
+
+// TCP flag bits as they appear in byte 13 of the TCP header.
+const (
+	TCPFin uint8 = 0x01
+	TCPSyn uint8 = 0x02
+	TCPRst uint8 = 0x04
+	TCPPsh uint8 = 0x08
+	TCPAck uint8 = 0x10
+	TCPUrg uint8 = 0x20
+	TCPEce uint8 = 0x40
+	TCPCwr uint8 = 0x80
+)
+
+// Packet is one decoded packet. All slices alias the buffer passed to the
+// decoder and are valid only until that buffer is reused.
+type Packet struct {
+	// Src and Dst are the network-layer addresses (IPv4 addresses are
+	// plain 4-byte netip.Addr values, never IPv4-mapped IPv6).
+	Src, Dst netip.Addr
+	// Proto is the transport protocol (ProtoTCP, ProtoUDP, ProtoICMP,
+	// ProtoICMPv6, or another number for protocols the engine does not
+	// track).
+	Proto uint8
+	// SrcPort and DstPort are the TCP or UDP ports. For ICMP and ICMPv6
+	// echo request/reply both hold the echo identifier, so an echo
+	// exchange has a flow key like a UDP exchange.
+	SrcPort, DstPort uint16
+
+	// TCP fields, valid when Proto == ProtoTCP.
+	Flags  uint8  // TCP flag bits (TCPSyn, TCPAck, ...)
+	Seq    uint32 // sequence number
+	Ack    uint32 // acknowledgement number
+	Window uint16 // raw window field (not scaled)
+	Urgent uint16 // urgent pointer (meaningful when Flags has TCPUrg)
+	// WScale is the window scale option (0..14) and HasWScale tells
+	// whether the segment carried it (only SYN segments matter).
+	WScale    uint8
+	HasWScale bool
+	// SACKPermitted tells whether the SYN carried the SACK-permitted option.
+	SACKPermitted bool
+
+	// ICMP fields, valid when Proto is ProtoICMP or ProtoICMPv6.
+	ICMPType, ICMPCode uint8
+	// ICMPError is true for ICMP errors (destination unreachable, time
+	// exceeded, parameter problem, packet too big) that quote an earlier
+	// packet; Inner then describes the quoted packet's flow.
+	ICMPError bool
+	// Inner holds the addresses, protocol and ports of the packet quoted
+	// by an ICMP error, in the direction the quoted packet travelled.
+	Inner Quoted
+
+	// Payload is the transport payload (TCP or UDP data, or the ICMP body
+	// after the 8-byte header).
+	Payload []byte
+	// Length is the length of the whole IP packet in bytes.
+	Length int
+	// Fragment is true for a non-first IP fragment: it carries no
+	// transport header, so ports and flags are zero.
+	Fragment bool
+	// MoreFragments is true for a first fragment whose datagram continues
+	// in later fragments.
+	MoreFragments bool
+}
+
+// Quoted is the flow of the packet quoted inside an ICMP error.
+type Quoted struct {
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
+}
+
+// IsIPv6 reports whether the packet is IPv6.
+func (p *Packet) IsIPv6() bool { return p.Src.Is6() }
