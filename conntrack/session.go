@@ -55,9 +55,18 @@ type Session struct {
 	// Packets and Bytes count traffic per direction (indexed by Dir).
 	Packets, Bytes [2]uint64
 
-	tcp     [2]tcpPeer // per direction, indexed by Dir of the sender
-	expires int64      // Unix nanoseconds; the session is dead after this
-	gone    bool       // removed from the table
+	tcp      [2]tcpPeer // per direction, indexed by Dir of the sender
+	expires  int64      // Unix nanoseconds; the session is dead after this
+	gone     bool       // removed from the table
+	halfOpen bool       // counted among the half-open sessions
+}
+
+// dirOf returns the direction of a packet with key k in the session.
+func (s *Session) dirOf(k Key) Dir {
+	if s.Key.Src == k.Src && s.Key.SrcPort == k.SrcPort {
+		return Original
+	}
+	return Reply
 }
 
 // tcpPeer is the window-tracking state of one TCP endpoint, after the

@@ -1,0 +1,45 @@
+package conntrack
+
+import "net/netip"
+
+// flowKey is the table's internal key: both endpoints in a canonical order
+// (the smaller address and port first), so one map entry serves both
+// directions. It holds no pointers, which keeps hashing cheap and the map
+// invisible to the garbage collector's scan.
+type flowKey struct {
+	a, b   [16]byte
+	pa, pb uint16
+	proto  uint8
+	v6     bool
+}
+
+func canonical(k Key) flowKey {
+	a, b := k.Src.As16(), k.Dst.As16()
+	pa, pb := k.SrcPort, k.DstPort
+	if less(b, pb, a, pa) {
+		a, b, pa, pb = b, a, pb, pa
+	}
+	return flowKey{a: a, b: b, pa: pa, pb: pb, proto: k.Proto, v6: k.Src.Is6()}
+}
+
+func less(a [16]byte, pa uint16, b [16]byte, pb uint16) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return pa < pb
+}
+
+// expectKey indexes expectations by what the first packet of the expected
+// connection carries, except its source port (which may be "any").
+type expectKey struct {
+	src, dst [16]byte
+	dport    uint16
+	proto    uint8
+	v6       bool
+}
+
+func expectKeyOf(proto uint8, src, dst netip.Addr, dport uint16) expectKey {
+	return expectKey{src: src.As16(), dst: dst.As16(), dport: dport, proto: proto, v6: src.Is6()}
+}

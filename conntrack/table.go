@@ -1,0 +1,423 @@
+// Package conntrack tracks sessions for inspectd: flow keys, the session
+// table, TCP state with window tracking, UDP and ICMP sessions,
+// expectations (predicted connections opened by inspectors), timeouts and
+// limits.
+//
+// A Table is owned by one worker and is not safe for concurrent use. All
+// time comes from the packets: the table never reads the wall clock, so
+// replay is deterministic and timeouts are testable.
+package conntrack
+
+import (
+	"container/heap"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/inspectd/inspectd/internal/decode"
+)
+
+// Timeouts are the idle and state timeouts of sessions.
+type Timeouts struct {
+	TCPIdle    time.Duration // established TCP without traffic
+	TCPSynWait time.Duration // TCP handshake not finished
+	TCPFinWait time.Duration // TCP after FIN or RST
+	UDPIdle    time.Duration // UDP without traffic
+	ICMPIdle   time.Duration // ICMP echo without traffic
+}
+
+// Limits bound the table. Zero means the default.
+type Limits struct {
+	Sessions        int // sessions in the table
+	HalfOpen        int // TCP sessions whose handshake is not finished
+	HalfOpenPerHost int // half-open TCP sessions from one source address
+	Expectations    int // pending expectations
+}
+
+// Config configures a Table.
+type Config struct {
+	Timeouts Timeouts
+	Limits   Limits
+	// IDBase and IDStride number sessions and expectations: IDs are
+	// IDBase + n*IDStride, so that several tables (one per worker) hand
+	// out distinct IDs. IDStride 0 means 1; IDBase 0 means 1.
+	IDBase, IDStride uint64
+	// GapRecovery, when positive, lets that many TCP segments in a row
+	// beyond the window resynchronise a direction instead of being dropped
+	// for ever: captures miss packets. Zero (live, where the kernel hands
+	// over every packet) keeps strict tracking.
+	GapRecovery int
+	// OnClose, when set, is called for each session that leaves the
+	// table, with the reason ("idle timeout", "reset", "closed", ...).
+	OnClose func(s *Session, why string)
+	// OnExpectExpired, when set, is called for each expectation that
+	// expires unused.
+	OnExpectExpired func(e *Expectation)
+}
+
+// Defaults used for zero fields of Config.
+var (
+	DefaultTimeouts = Timeouts{
+		TCPIdle:    time.Hour,
+		TCPSynWait: 30 * time.Second,
+		TCPFinWait: 10 * time.Second,
+		UDPIdle:    30 * time.Second,
+		ICMPIdle:   10 * time.Second,
+	}
+	DefaultLimits = Limits{
+		Sessions:        262144,
+		HalfOpen:        8192,
+		HalfOpenPerHost: 512,
+		Expectations:    4096,
+	}
+)
+
+// Errors returned when a limit refuses a new session or expectation. Their
+// texts are verdict reasons.
+var (
+	ErrTableFull       = errors.New("limit: session table full")
+	ErrHalfOpen        = errors.New("limit: too many half-open sessions")
+	ErrHalfOpenPerHost = errors.New("limit: too many half-open sessions from this host")
+	ErrExpectFull      = errors.New("limit: expectation table full")
+	ErrExists          = errors.New("session exists")
+)
+
+// maxExpectPerParent bounds the expectations one session may own.
+const maxExpectPerParent = 8
+
+// Table is the session table of one worker.
+type Table struct {
+	cfg      Config
+	sessions map[flowKey]*Session
+	nextID   uint64
+
+	halfOpen        int
+	halfOpenPerHost map[netip.Addr]int32
+
+	expects  map[expectKey]*Expectation
+	byParent map[uint64][]*Expectation
+
+	timers timerHeap
+	now    int64 // latest packet time seen (Unix ns); time never runs back
+}
+
+// New returns an empty table.
+func New(cfg Config) *Table {
+	fillTimeouts(&cfg.Timeouts)
+	fillLimits(&cfg.Limits)
+	if cfg.IDStride == 0 {
+		cfg.IDStride = 1
+	}
+	if cfg.IDBase == 0 {
+		cfg.IDBase = 1
+	}
+	return &Table{
+		cfg:             cfg,
+		sessions:        make(map[flowKey]*Session),
+		nextID:          cfg.IDBase,
+		halfOpenPerHost: make(map[netip.Addr]int32),
+		expects:         make(map[expectKey]*Expectation),
+		byParent:        make(map[uint64][]*Expectation),
+	}
+}
+
+func fillTimeouts(t *Timeouts) {
+	d := DefaultTimeouts
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.TCPIdle, &d.TCPIdle}, {&t.TCPSynWait, &d.TCPSynWait}, {&t.TCPFinWait, &d.TCPFinWait},
+		{&t.UDPIdle, &d.UDPIdle}, {&t.ICMPIdle, &d.ICMPIdle},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+}
+
+func fillLimits(l *Limits) {
+	d := DefaultLimits
+	for _, f := range []struct{ v, def *int }{
+		{&l.Sessions, &d.Sessions}, {&l.HalfOpen, &d.HalfOpen},
+		{&l.HalfOpenPerHost, &d.HalfOpenPerHost}, {&l.Expectations, &d.Expectations},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+}
+
+// SetTimeouts and SetLimits change the table's configuration (on a rules
+// reload). Existing sessions keep their current deadlines until their next
+// packet.
+func (t *Table) SetTimeouts(to Timeouts) { fillTimeouts(&to); t.cfg.Timeouts = to }
+
+// SetLimits changes the table's limits; see SetTimeouts.
+func (t *Table) SetLimits(l Limits) { fillLimits(&l); t.cfg.Limits = l }
+
+// Len returns the number of sessions in the table.
+func (t *Table) Len() int { return len(t.sessions) }
+
+// HalfOpen returns the number of half-open TCP sessions.
+func (t *Table) HalfOpen() int { return t.halfOpen }
+
+// Limits returns the limits in force.
+func (t *Table) Limits() Limits { return t.cfg.Limits }
+
+// ExpectationCount returns the number of pending expectations.
+func (t *Table) ExpectationCount() int { return len(t.expects) }
+
+// advance moves the table clock to now (it never runs back) and returns it.
+func (t *Table) advance(now time.Time) int64 {
+	n := now.UnixNano()
+	if n > t.now {
+		t.now = n
+	}
+	return t.now
+}
+
+// Lookup finds the session of a packet with flow key k at time now and
+// the packet's direction in it. An expired session is removed and not
+// returned.
+func (t *Table) Lookup(k Key, now time.Time) (*Session, Dir) {
+	n := t.advance(now)
+	s := t.sessions[canonical(k)]
+	if s == nil {
+		return nil, Original
+	}
+	if s.expires <= n {
+		t.remove(s, "idle timeout")
+		return nil, Original
+	}
+	return s, s.dirOf(k)
+}
+
+// Peek finds a session by key without changing anything, for ICMP errors
+// and for lookups from other workers.
+func (t *Table) Peek(k Key) (*Session, Dir) {
+	s := t.sessions[canonical(k)]
+	if s == nil || s.gone || s.expires <= t.now {
+		return nil, Original
+	}
+	return s, s.dirOf(k)
+}
+
+// Create adds a new session for the first packet p (whose flow key is the
+// session's original direction) at time now. For TCP, p must be a SYN
+// unless pickUp is set, in which case the session is picked up in the
+// middle of its life from whatever segment p is.
+func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
+	n := t.advance(now)
+	k := KeyOf(p)
+	ck := canonical(k)
+	if old := t.sessions[ck]; old != nil {
+		if old.expires > n {
+			return nil, ErrExists
+		}
+		t.remove(old, "idle timeout")
+	}
+	if len(t.sessions) >= t.cfg.Limits.Sessions {
+		t.expireSome(n, 64)
+		if len(t.sessions) >= t.cfg.Limits.Sessions {
+			return nil, ErrTableFull
+		}
+	}
+	halfOpen := p.Proto == decode.ProtoTCP && !pickUp
+	if halfOpen {
+		if t.halfOpen >= t.cfg.Limits.HalfOpen {
+			return nil, ErrHalfOpen
+		}
+		if int(t.halfOpenPerHost[k.Src]) >= t.cfg.Limits.HalfOpenPerHost {
+			return nil, ErrHalfOpenPerHost
+		}
+	}
+	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n}
+	t.nextID += t.cfg.IDStride
+	switch p.Proto {
+	case decode.ProtoTCP:
+		if pickUp {
+			s.PickedUp = true
+			s.State = StateEstablished
+			s.tcp[Original].pickUp(p)
+		} else {
+			s.State = StateSynSent
+			s.tcp[Original].init(p)
+			t.halfOpen++
+			t.halfOpenPerHost[k.Src]++
+			s.halfOpen = true
+		}
+	default:
+		s.State = StateNew
+	}
+	t.sessions[ck] = s
+	s.expires = n + int64(t.timeout(s))
+	t.schedule(s.expires, s, nil)
+	return s, nil
+}
+
+// Track updates session s with packet p travelling in direction dir: TCP
+// state and window, counters and the idle deadline. It returns "" when the
+// packet is valid for the session, else the reason to drop it. A packet
+// that is dropped changes nothing but the drop itself.
+func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) string {
+	n := t.advance(now)
+	if p.Proto == decode.ProtoTCP {
+		if why := t.trackTCP(s, dir, p); why != "" {
+			return why
+		}
+	} else if dir == Reply && s.State == StateNew {
+		s.State = StateEstablished
+	}
+	s.Packets[dir]++
+	s.Bytes[dir] += uint64(p.Length)
+	s.LastSeen = n
+	if s.gone {
+		return ""
+	}
+	s.expires = n + int64(t.timeout(s))
+	return ""
+}
+
+// Touch keeps an offloaded session alive: the kernel's conntrack says the
+// flow still carries traffic that did not pass through the engine.
+func (t *Table) Touch(k Key, now time.Time) bool {
+	n := t.advance(now)
+	s := t.sessions[canonical(k)]
+	if s == nil || s.gone || s.expires <= n {
+		return false
+	}
+	s.LastSeen = n
+	s.expires = n + int64(t.timeout(s))
+	return true
+}
+
+// Remove takes session s out of the table, for the reason why.
+func (t *Table) Remove(s *Session, why string) {
+	if !s.gone {
+		t.remove(s, why)
+	}
+}
+
+// Sessions calls fn for each live session; fn must not change the table.
+func (t *Table) Sessions(fn func(*Session)) {
+	for _, s := range t.sessions {
+		if !s.gone && s.expires > t.now {
+			fn(s)
+		}
+	}
+}
+
+// Get returns the live session with the given ID, or nil.
+func (t *Table) Get(id uint64) *Session {
+	for _, s := range t.sessions {
+		if s.ID == id && !s.gone {
+			return s
+		}
+	}
+	return nil
+}
+
+func (t *Table) timeout(s *Session) time.Duration {
+	to := &t.cfg.Timeouts
+	switch s.Key.Proto {
+	case decode.ProtoTCP:
+		switch s.State {
+		case StateSynSent, StateSynRecv:
+			return to.TCPSynWait
+		case StateEstablished:
+			return to.TCPIdle
+		default:
+			return to.TCPFinWait
+		}
+	case decode.ProtoUDP:
+		return to.UDPIdle
+	default:
+		return to.ICMPIdle
+	}
+}
+
+func (t *Table) leaveHalfOpen(s *Session) {
+	if !s.halfOpen {
+		return
+	}
+	s.halfOpen = false
+	t.halfOpen--
+	if c := t.halfOpenPerHost[s.Key.Src] - 1; c > 0 {
+		t.halfOpenPerHost[s.Key.Src] = c
+	} else {
+		delete(t.halfOpenPerHost, s.Key.Src)
+	}
+}
+
+func (t *Table) remove(s *Session, why string) {
+	s.gone = true
+	t.leaveHalfOpen(s)
+	ck := canonical(s.Key)
+	if t.sessions[ck] == s {
+		delete(t.sessions, ck)
+	}
+	t.dropExpectations(s.ID)
+	if t.cfg.OnClose != nil {
+		t.cfg.OnClose(s, why)
+	}
+}
+
+// Expire removes sessions and expectations whose time has come, doing at
+// most budget units of work (so no call stops the world); it returns
+// whether work remains. The engine calls it a little on every packet and
+// more from a periodic tick.
+func (t *Table) Expire(now time.Time, budget int) bool {
+	return t.expireSome(t.advance(now), budget)
+}
+
+func (t *Table) expireSome(n int64, budget int) bool {
+	for ; budget > 0 && len(t.timers) > 0 && t.timers[0].at <= n; budget-- {
+		e := heap.Pop(&t.timers).(timer)
+		switch {
+		case e.s != nil:
+			s := e.s
+			if s.gone {
+				continue
+			}
+			if s.expires <= n {
+				t.remove(s, "idle timeout")
+				continue
+			}
+			t.schedule(s.expires, s, nil)
+		case e.e != nil:
+			x := e.e
+			if x.gone {
+				continue
+			}
+			t.dropExpectation(x)
+			if t.cfg.OnExpectExpired != nil {
+				t.cfg.OnExpectExpired(x)
+			}
+		}
+	}
+	return len(t.timers) > 0 && t.timers[0].at <= n
+}
+
+func (t *Table) schedule(at int64, s *Session, e *Expectation) {
+	heap.Push(&t.timers, timer{at: at, s: s, e: e})
+}
+
+// timer is one deadline: a session's (checked lazily against its current
+// deadline when it fires) or an expectation's.
+type timer struct {
+	at int64
+	s  *Session
+	e  *Expectation
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = timer{}
+	*h = old[:len(old)-1]
+	return x
+}
