@@ -1,0 +1,209 @@
+package conntrack
+
+import (
+	"errors"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/internal/decode"
+)
+
+func udpPkt(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) *decode.Packet {
+	return &decode.Packet{Proto: decode.ProtoUDP, Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Length: 28}
+}
+
+func synFrom(src netip.Addr, sport uint16) *decode.Packet {
+	p := tcpPkt(true, S, 1000, 0, 65535, 0, -1)
+	p.Src, p.SrcPort = src, sport
+	return p
+}
+
+func TestUDPSessionAndIdleTimeout(t *testing.T) {
+	var closed []string
+	tb := New(Config{Timeouts: Timeouts{UDPIdle: 30 * time.Second}, OnClose: func(s *Session, why string) { closed = append(closed, why) }})
+	q := udpPkt(cli, 5000, srv, 69)
+	s, err := tb.Create(q, t0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != StateNew {
+		t.Fatalf("state %v", s.State)
+	}
+	r := udpPkt(srv, 69, cli, 5000)
+	got, dir := tb.Lookup(KeyOf(r), t0.Add(10*time.Second))
+	if got != s || dir != Reply {
+		t.Fatal("reply not matched")
+	}
+	tb.Track(s, dir, r, t0.Add(10*time.Second))
+	if s.State != StateEstablished || s.Packets[Reply] != 1 {
+		t.Fatalf("after reply: %+v", s)
+	}
+	// Idle deadline moved with the reply: alive at 39 s, gone at 41 s.
+	if got, _ := tb.Lookup(KeyOf(q), t0.Add(39*time.Second)); got == nil {
+		t.Fatal("expired too early")
+	}
+	if got, _ := tb.Lookup(KeyOf(q), t0.Add(80*time.Second)); got != nil {
+		t.Fatal("not expired")
+	}
+	if tb.Len() != 0 || len(closed) != 1 || closed[0] != "idle timeout" {
+		t.Fatalf("len %d closed %v", tb.Len(), closed)
+	}
+}
+
+func TestIncrementalExpiry(t *testing.T) {
+	tb := New(Config{Timeouts: Timeouts{UDPIdle: time.Second}})
+	for i := range 1000 {
+		if _, err := tb.Create(udpPkt(cli, uint16(1000+i), srv, 53), t0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := t0.Add(time.Minute)
+	if !tb.Expire(later, 100) {
+		t.Fatal("a budget of 100 should leave work")
+	}
+	if tb.Len() != 900 {
+		t.Fatalf("len %d after one slice, want 900", tb.Len())
+	}
+	for tb.Expire(later, 100) {
+	}
+	if tb.Len() != 0 {
+		t.Fatalf("len %d, want 0", tb.Len())
+	}
+}
+
+func TestLimits(t *testing.T) {
+	tb := New(Config{Limits: Limits{Sessions: 10, HalfOpen: 5, HalfOpenPerHost: 3}})
+	other := netip.MustParseAddr("198.51.100.3")
+	for i := range 3 {
+		if _, err := tb.Create(synFrom(cli, uint16(2000+i)), t0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tb.Create(synFrom(cli, 3000), t0, false); !errors.Is(err, ErrHalfOpenPerHost) {
+		t.Fatalf("4th half-open from one host: %v", err)
+	}
+	for i := range 2 {
+		if _, err := tb.Create(synFrom(other, uint16(2000+i)), t0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := netip.MustParseAddr("198.51.100.4")
+	if _, err := tb.Create(synFrom(third, 2000), t0, false); !errors.Is(err, ErrHalfOpen) {
+		t.Fatalf("6th half-open: %v", err)
+	}
+	for i := range 5 {
+		if _, err := tb.Create(udpPkt(third, uint16(100+i), srv, 53), t0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tb.Create(udpPkt(third, 999, srv, 53), t0, false); !errors.Is(err, ErrTableFull) {
+		t.Fatalf("11th session: %v", err)
+	}
+	// Half-open sessions that time out free their places.
+	later := t0.Add(time.Minute)
+	for tb.Expire(later, 100) {
+	}
+	if tb.HalfOpen() != 0 || tb.Len() != 0 {
+		t.Fatalf("half-open %d len %d after expiry", tb.HalfOpen(), tb.Len())
+	}
+	if _, err := tb.Create(synFrom(cli, 3000), later, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExpectations(t *testing.T) {
+	var expired []*Expectation
+	tb := New(Config{OnExpectExpired: func(e *Expectation) { expired = append(expired, e) }})
+	ctl, err := tb.Create(synFrom(cli, 40000), t0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pasv := Expect{Proto: decode.ProtoTCP, Src: cli, Dst: srv, DstPort: 30001, Timeout: 60 * time.Second, Replace: true, What: "ftp PASV"}
+	x, err := tb.Expect(ctl, pasv, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := Key{Proto: decode.ProtoTCP, Src: cli, SrcPort: 41000, Dst: srv, DstPort: 30001}
+	third := data
+	third.Src = netip.MustParseAddr("203.0.113.9")
+	if tb.MatchExpectation(third, t0) != nil {
+		t.Fatal("a third party took the hole")
+	}
+	other := data
+	other.DstPort = 30002
+	if tb.MatchExpectation(other, t0) != nil {
+		t.Fatal("another port matched")
+	}
+	if got := tb.MatchExpectation(data, t0.Add(time.Second)); got != x {
+		t.Fatal("the expected connection did not match")
+	}
+	if tb.MatchExpectation(data, t0.Add(time.Second)) != nil {
+		t.Fatal("a hole was used twice")
+	}
+
+	// Replace: a new PASV replaces the pending one.
+	tb.Expect(ctl, pasv, t0)
+	pasv2 := pasv
+	pasv2.DstPort = 30002
+	tb.Expect(ctl, pasv2, t0)
+	if tb.ExpectationCount() != 1 || tb.MatchExpectation(data, t0) != nil {
+		t.Fatal("the old hole survived a replacing one")
+	}
+
+	// Timeout.
+	if tb.MatchExpectation(other, t0.Add(61*time.Second)) != nil {
+		t.Fatal("hole used after its timeout")
+	}
+	if len(expired) != 1 {
+		t.Fatalf("expired callbacks %d", len(expired))
+	}
+
+	// Removed with the control session; a fixed source port must match.
+	active := Expect{Proto: decode.ProtoTCP, Src: srv, SrcPort: 20, Dst: cli, DstPort: 50000, Timeout: time.Minute}
+	tb.Expect(ctl, active, t0)
+	k := Key{Proto: decode.ProtoTCP, Src: srv, SrcPort: 2020, Dst: cli, DstPort: 50000}
+	if tb.MatchExpectation(k, t0) != nil {
+		t.Fatal("active hole matched another source port")
+	}
+	tb.Remove(ctl, "closed")
+	k.SrcPort = 20
+	if tb.MatchExpectation(k, t0) != nil || tb.ExpectationCount() != 0 {
+		t.Fatal("hole survived its control session")
+	}
+}
+
+func TestTimeNeverRunsBack(t *testing.T) {
+	tb := New(Config{Timeouts: Timeouts{UDPIdle: 10 * time.Second}})
+	s, _ := tb.Create(udpPkt(cli, 1, srv, 2), t0, false)
+	// A packet stamped earlier than the last one (capture reordering)
+	// must not make the session live longer than its deadline.
+	tb.Track(s, Original, udpPkt(cli, 1, srv, 2), t0.Add(-time.Hour))
+	if got, _ := tb.Lookup(KeyOf(udpPkt(cli, 1, srv, 2)), t0.Add(11*time.Second)); got != nil {
+		t.Fatal("session outlived its deadline")
+	}
+}
+
+// BenchmarkMemory1M measures the memory held per tracked session with a
+// million established TCP sessions (IPv6, so addresses take their full
+// size) in one table.
+func BenchmarkMemory1M(b *testing.B) {
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tb := New(Config{Limits: Limits{Sessions: 1 << 21, HalfOpen: 1 << 21, HalfOpenPerHost: 1 << 21}})
+		p := tcpPkt(true, A, 1000, 5000, 65535, 0, -1)
+		for i := range 1_000_000 {
+			p.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+			if _, err := tb.Create(p, t0, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "bytes/session")
+		runtime.KeepAlive(tb)
+	}
+}
