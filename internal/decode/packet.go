@@ -51,8 +51,10 @@ type Packet struct {
 	Ack    uint32 // acknowledgement number
 	Window uint16 // raw window field (not scaled)
 	Urgent uint16 // urgent pointer (meaningful when Flags has TCPUrg)
-	// WScale is the window scale option (0..14) and HasWScale tells
-	// whether the segment carried it (only SYN segments matter).
+	// WScale is the window scale option (capped at 14) and HasWScale
+	// tells whether the segment carried it. Options are read on SYN
+	// segments only (the only ones where they count); on other segments
+	// these fields are zero.
 	WScale    uint8
 	HasWScale bool
 	// SACKPermitted tells whether the SYN carried the SACK-permitted option.
@@ -68,10 +70,14 @@ type Packet struct {
 	// by an ICMP error, in the direction the quoted packet travelled.
 	Inner Quoted
 
-	// Payload is the transport payload (TCP or UDP data, or the ICMP body
-	// after the 8-byte header).
+	// Payload is the transport payload (TCP data, UDP data up to the UDP
+	// length, or the ICMP body after the 8-byte header), never reaching
+	// past the IP total length (link-layer padding is cut off). For a
+	// non-first fragment, and for protocols the decoder does not parse,
+	// it is the whole IP payload.
 	Payload []byte
-	// Length is the length of the whole IP packet in bytes.
+	// Length is the length of the whole IP packet in bytes (the IPv4
+	// total length, or 40 plus the IPv6 payload length).
 	Length int
 	// Fragment is true for a non-first IP fragment: it carries no
 	// transport header, so ports and flags are zero.
