@@ -1,0 +1,1068 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inspectd/inspectd/internal/decode"
+)
+
+// Syntax tree built by the parser and checked by resolve.
+
+// addrItem is one address, prefix or @set in a list.
+type addrItem struct {
+	tok token
+	pfx netip.Prefix
+	ref string // set name when the item is @ref
+}
+
+// addrSpec is the address part of `from` or `to`.
+type addrSpec struct {
+	any, not bool
+	items    []addrItem
+}
+
+// portItem is one port, range or @set in a list.
+type portItem struct {
+	tok token
+	r   PortRange
+	ref string
+}
+
+// portSpec is the part after `port`.
+type portSpec struct {
+	not   bool
+	items []portItem
+}
+
+type ruleDecl struct {
+	tok       token // first token (permit or deny)
+	text      string
+	action    Action
+	proto     uint8
+	protoName string
+	src, dst  addrSpec
+	sport     *portSpec
+	dport     *portSpec
+	types     []uint8
+	inspect   string
+	log       bool
+}
+
+type setKind uint8
+
+const (
+	addrSetKind setKind = iota
+	portSetKind
+)
+
+func (k setKind) String() string {
+	if k == portSetKind {
+		return "port set"
+	}
+	return "address set"
+}
+
+// withArticle returns "an address set" or "a port set".
+func (k setKind) withArticle() string {
+	if k == portSetKind {
+		return "a port set"
+	}
+	return "an address set"
+}
+
+type setDecl struct {
+	name  string
+	tok   token // the name
+	kind  setKind
+	addrs []addrItem
+	ports []portItem
+
+	state    uint8 // resolution: 0 new, 1 in progress, 2 done
+	bad      bool  // resolution failed (error already reported)
+	resAddrs []netip.Prefix
+	resPorts []PortRange
+}
+
+type ifaceDecl struct {
+	name, dev       string
+	nameTok, devTok token
+	nets            []addrItem
+}
+
+type blockDecl struct {
+	inTok   token
+	nameTok token
+	def     Action
+	log     bool
+	rules   []*ruleDecl
+}
+
+// settings records which keys a settings block set, for duplicate checks.
+type settingsSeen map[string]token
+
+// parser turns tokens into declarations, collecting every error.
+type parser struct {
+	file string
+	src  []byte
+	toks []token
+	i    int
+	errs ErrorList
+
+	ifaces    []*ifaceDecl
+	sets      map[string]*setDecl
+	setOrder  []*setDecl
+	blocks    []*blockDecl
+	blockSeen map[string]token // settings blocks seen (timeouts, limits, ftp)
+
+	timeouts Timeouts
+	limits   Limits
+	ftp      FTPOptions
+	seen     settingsSeen
+}
+
+// topKeywords start top-level statements.
+var topKeywords = map[string]bool{
+	"interface": true, "set": true, "ports": true, "in": true,
+	"timeouts": true, "limits": true, "ftp": true,
+}
+
+const topExpected = "interface, set, ports, in, timeouts, limits or ftp"
+
+func (p *parser) peek() token { return p.toks[p.i] }
+
+func (p *parser) next() token {
+	t := p.toks[p.i]
+	if t.kind != tokEOF {
+		p.i++
+	}
+	return t
+}
+
+func (p *parser) errorf(t token, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: t.line, Col: t.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) expected(t token, what string) {
+	p.errorf(t, "expected %s, found %s", what, t.describe())
+}
+
+func (p *parser) where(t token) string { return fmt.Sprintf("%s:%d", p.file, t.line) }
+
+// atLineStart reports whether the next token is the first of its line.
+func (p *parser) atLineStart() bool {
+	return p.i == 0 || p.toks[p.i-1].kind == tokNewline
+}
+
+// atTopKeyword reports whether the next token is a top-level keyword at the
+// start of a line: a forgotten "}" is the likely cause when one shows up
+// inside braces.
+func (p *parser) atTopKeyword() bool {
+	t := p.peek()
+	return t.kind == tokWord && topKeywords[t.text] && p.atLineStart()
+}
+
+// skipStatement skips to the end of the current statement: the end of the
+// line, or past the brace that closes braces opened on the way.
+func (p *parser) skipStatement() {
+	depth := 0
+	for {
+		t := p.peek()
+		switch t.kind {
+		case tokEOF:
+			return
+		case tokNewline:
+			if depth == 0 {
+				return
+			}
+		case tokLBrace:
+			depth++
+		case tokRBrace:
+			depth--
+			if depth <= 0 {
+				p.next()
+				if depth == 0 {
+					p.skipStatement()
+				}
+				return
+			}
+		case tokWord:
+			if depth > 0 && p.atTopKeyword() {
+				return
+			}
+		}
+		p.next()
+	}
+}
+
+// skipRule skips the rest of a rule's line, stopping before a "}" that
+// closes the enclosing block.
+func (p *parser) skipRule() {
+	depth := 0
+	for {
+		switch p.peek().kind {
+		case tokEOF, tokNewline:
+			return
+		case tokLBrace:
+			depth++
+		case tokRBrace:
+			if depth == 0 {
+				return
+			}
+			depth--
+		}
+		p.next()
+	}
+}
+
+// endStatement requires the end of the line (or file) after a statement.
+func (p *parser) endStatement() {
+	t := p.peek()
+	if t.kind == tokNewline || t.kind == tokEOF {
+		return
+	}
+	p.expected(t, "end of line")
+	p.skipStatement()
+}
+
+// skipBlank skips newlines, and commas when commas is set.
+func (p *parser) skipBlank(commas bool) {
+	for {
+		k := p.peek().kind
+		if k != tokNewline && !(commas && k == tokComma) {
+			return
+		}
+		p.next()
+	}
+}
+
+// parse parses the whole file.
+func (p *parser) parse() {
+	for {
+		t := p.peek()
+		switch {
+		case t.kind == tokEOF:
+			return
+		case t.kind == tokNewline:
+			p.next()
+		case t.is("interface"):
+			p.parseInterface()
+		case t.is("set"):
+			p.parseSet(addrSetKind)
+		case t.is("ports"):
+			p.parseSet(portSetKind)
+		case t.is("in"):
+			p.parseBlock()
+		case t.is("timeouts"), t.is("limits"), t.is("ftp"):
+			p.parseSettings()
+		case t.is("permit"), t.is("deny"):
+			p.errorf(t, "expected %s, found %s (rules belong inside an `in on` block)", topExpected, t.describe())
+			p.skipStatement()
+		default:
+			p.expected(t, topExpected)
+			p.skipStatement()
+		}
+	}
+}
+
+// validName reports whether s can name an interface or a set.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validDevice reports whether s can be a Linux network device name.
+func validDevice(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == '/' || c == ':' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseName reads a name; on failure it reports the error and returns false.
+func (p *parser) parseName(what string) (token, bool) {
+	t := p.peek()
+	if t.kind != tokWord || !validName(t.text) {
+		p.expected(t, what)
+		return t, false
+	}
+	return p.next(), true
+}
+
+func (p *parser) parseInterface() {
+	p.next()
+	name, ok := p.parseName("interface name")
+	if !ok {
+		p.skipStatement()
+		return
+	}
+	dev := p.peek()
+	if dev.kind != tokWord || dev.text == "net" {
+		p.expected(dev, "device name")
+		p.skipStatement()
+		return
+	}
+	p.next()
+	if !validDevice(dev.text) {
+		p.errorf(dev, "invalid device name %q (1 to 15 characters, no blanks, \"/\" or \":\")", dev.text)
+	}
+	d := &ifaceDecl{name: name.text, dev: dev.text, nameTok: name, devTok: dev}
+	if t := p.peek(); t.is("net") {
+		p.next()
+		for {
+			t := p.peek()
+			if t.kind == tokComma {
+				p.next()
+				continue
+			}
+			if t.kind != tokWord && t.kind != tokRef {
+				break
+			}
+			p.next()
+			if it, ok := p.addrItem(t, "address, prefix or @set"); ok {
+				d.nets = append(d.nets, it)
+			}
+		}
+		if len(d.nets) == 0 && p.peek().kind != tokWord {
+			p.expected(p.peek(), "address, prefix or @set")
+		}
+	}
+	for _, o := range p.ifaces {
+		if o.name == d.name {
+			p.errorf(name, "interface %s already declared at %s", d.name, p.where(o.nameTok))
+			p.endStatement()
+			return
+		}
+		if o.dev == d.dev {
+			p.errorf(dev, "device %s already used by interface %s at %s", d.dev, o.name, p.where(o.nameTok))
+			p.endStatement()
+			return
+		}
+	}
+	p.ifaces = append(p.ifaces, d)
+	p.endStatement()
+}
+
+// addrItem parses t (already consumed) as an address, prefix or @set.
+func (p *parser) addrItem(t token, what string) (addrItem, bool) {
+	if t.kind == tokRef {
+		if !validName(t.text) {
+			p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+			return addrItem{}, false
+		}
+		return addrItem{tok: t, ref: t.text}, true
+	}
+	if t.kind != tokWord {
+		p.expected(t, what)
+		return addrItem{}, false
+	}
+	s := t.text
+	addrPart, bitsPart, isPrefix := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addrPart)
+	if err != nil {
+		p.expected(t, what)
+		return addrItem{}, false
+	}
+	if a.Zone() != "" {
+		p.errorf(t, "address %s has a zone; zones are not allowed", s)
+		return addrItem{}, false
+	}
+	if a.Is4In6() {
+		p.errorf(t, "IPv4-mapped address %s: write the IPv4 address %s", addrPart, a.Unmap())
+		return addrItem{}, false
+	}
+	bits := a.BitLen()
+	if isPrefix {
+		n, err := strconv.Atoi(bitsPart)
+		if err != nil || n < 0 || n > a.BitLen() || bitsPart == "" || bitsPart[0] == '+' || (len(bitsPart) > 1 && bitsPart[0] == '0') {
+			p.errorf(t, "bad prefix %s: length must be 0 to %d", s, a.BitLen())
+			return addrItem{}, false
+		}
+		bits = n
+	}
+	pfx := netip.PrefixFrom(a, bits)
+	if m := pfx.Masked(); m != pfx {
+		p.errorf(t, "bad prefix %s: host bits set (the network is %s)", s, m)
+		return addrItem{}, false
+	}
+	return addrItem{tok: t, pfx: pfx}, true
+}
+
+// portItem parses t (already consumed) as a port, a range or an @set.
+func (p *parser) portItem(t token) (portItem, bool) {
+	if t.kind == tokRef {
+		if !validName(t.text) {
+			p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+			return portItem{}, false
+		}
+		return portItem{tok: t, ref: t.text}, true
+	}
+	if t.kind != tokWord {
+		p.expected(t, "port number or range")
+		return portItem{}, false
+	}
+	loS, hiS, isRange := strings.Cut(t.text, "-")
+	lo, ok1 := parsePort(loS)
+	hi, ok2 := lo, true
+	if isRange {
+		hi, ok2 = parsePort(hiS)
+	}
+	if !ok1 || !ok2 {
+		if isDigits(loS) && (!isRange || isDigits(hiS)) {
+			p.errorf(t, "port %s out of range (0 to 65535)", t.text)
+		} else {
+			p.expected(t, "port number or range")
+		}
+		return portItem{}, false
+	}
+	if lo > hi {
+		p.errorf(t, "reversed port range %s: first port above last", t.text)
+		return portItem{}, false
+	}
+	return portItem{tok: t, r: PortRange{lo, hi}}, true
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parsePort parses a decimal port number 0 to 65535.
+func parsePort(s string) (uint16, bool) {
+	if !isDigits(s) || len(s) > 5 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// parseSet parses `set NAME { ... }` or `ports NAME { ... }`.
+func (p *parser) parseSet(kind setKind) {
+	kw := p.next()
+	name, ok := p.parseName("set name")
+	if !ok {
+		p.skipStatement()
+		return
+	}
+	lb := p.peek()
+	if lb.kind != tokLBrace {
+		p.expected(lb, `"{"`)
+		p.skipStatement()
+		return
+	}
+	p.next()
+	d := &setDecl{name: name.text, tok: name, kind: kind}
+	what := "address, prefix, @set or \"}\""
+	if kind == portSetKind {
+		what = "port number, range, @set or \"}\""
+	}
+	for {
+		p.skipBlank(true)
+		t := p.peek()
+		if t.kind == tokRBrace {
+			p.next()
+			break
+		}
+		if t.kind == tokEOF || p.atTopKeyword() {
+			p.errorf(t, "expected \"}\" to close %s %s opened at %d:%d, found %s", kw.text, name.text, lb.line, lb.col, t.describe())
+			return
+		}
+		p.next()
+		if t.kind != tokWord && t.kind != tokRef {
+			p.expected(t, what)
+			continue
+		}
+		if kind == addrSetKind {
+			if it, ok := p.addrItem(t, what); ok {
+				d.addrs = append(d.addrs, it)
+			}
+		} else if it, ok := p.portItem(t); ok {
+			d.ports = append(d.ports, it)
+		}
+	}
+	if o := p.sets[d.name]; o != nil {
+		p.errorf(name, "set %s already defined at %s", d.name, p.where(o.tok))
+	} else {
+		p.sets[d.name] = d
+		p.setOrder = append(p.setOrder, d)
+	}
+	p.endStatement()
+}
+
+// parseBlock parses `in on IFACE default ACTION [log] { rules }`.
+func (p *parser) parseBlock() {
+	in := p.next()
+	b := &blockDecl{inTok: in}
+	ok := p.blockHeader(b)
+	if !ok {
+		// Skip the rest of the header; still check the rules of the block
+		// when the header line opened it or rules follow.
+		for {
+			t := p.peek()
+			if t.kind == tokEOF || t.kind == tokNewline || t.kind == tokLBrace {
+				break
+			}
+			p.next()
+		}
+		t := p.peek()
+		if t.kind == tokLBrace {
+			p.next()
+		} else {
+			p.skipBlank(false)
+			if n := p.peek(); !n.is("permit") && !n.is("deny") {
+				return
+			}
+		}
+		p.blockBody(b, t)
+		return
+	}
+	lb := p.next()
+	p.blockBody(b, lb)
+	p.blocks = append(p.blocks, b)
+}
+
+// blockHeader parses the header up to and excluding "{".
+func (p *parser) blockHeader(b *blockDecl) bool {
+	if t := p.peek(); !t.is("on") {
+		p.expected(t, "on")
+		return false
+	}
+	p.next()
+	name, ok := p.parseName("interface name")
+	if !ok {
+		return false
+	}
+	b.nameTok = name
+	if t := p.peek(); !t.is("default") {
+		p.expected(t, "default")
+		return false
+	}
+	p.next()
+	switch t := p.peek(); {
+	case t.is("permit"):
+		b.def = Permit
+	case t.is("deny"):
+		b.def = Deny
+	default:
+		p.expected(t, "permit or deny")
+		return false
+	}
+	p.next()
+	if p.peek().is("log") {
+		p.next()
+		b.log = true
+	}
+	if t := p.peek(); t.kind != tokLBrace {
+		what := `"{"`
+		if !b.log {
+			what = `log or "{"`
+		}
+		p.expected(t, what)
+		return false
+	}
+	return true
+}
+
+// blockBody parses rules up to the closing "}"; lb is the opening brace
+// (or, after a broken header, the token where the block was assumed).
+func (p *parser) blockBody(b *blockDecl, lb token) {
+	for {
+		p.skipBlank(false)
+		t := p.peek()
+		switch {
+		case t.kind == tokRBrace:
+			p.next()
+			p.endStatement()
+			return
+		case t.kind == tokEOF || p.atTopKeyword():
+			p.errorf(t, "expected \"}\" to close the block opened at %d:%d, found %s", lb.line, lb.col, t.describe())
+			return
+		case t.is("permit"), t.is("deny"):
+			if r, ok := p.parseRule(); ok {
+				b.rules = append(b.rules, r)
+			} else {
+				p.skipRule()
+			}
+		default:
+			p.expected(t, `permit, deny or "}"`)
+			p.skipRule()
+			if p.peek().kind == tokRBrace && !p.atLineStart() {
+				// A stray "}" inside the broken line: leave it to close.
+				continue
+			}
+		}
+	}
+}
+
+var protoNames = map[string]uint8{
+	"any": 0, "tcp": decode.ProtoTCP, "udp": decode.ProtoUDP,
+	"icmp": decode.ProtoICMP, "icmpv6": decode.ProtoICMPv6,
+}
+
+// ruleState tracks which parts of a rule were seen, to say what may come next.
+type ruleState struct {
+	from, to, port, typ, inspect, log bool
+	afterAddr                         bool // just after a from/to address
+}
+
+func (p *parser) ruleExpected(r *ruleDecl, st *ruleState) string {
+	var w []string
+	if !st.from && !st.to && !st.typ && !st.inspect && !st.log {
+		w = append(w, "from")
+	}
+	if !st.to && !st.typ && !st.inspect && !st.log {
+		w = append(w, "to")
+	}
+	tcpudp := r.proto == decode.ProtoTCP || r.proto == decode.ProtoUDP
+	if st.afterAddr && !st.port && tcpudp {
+		w = append(w, "port")
+	}
+	icmp := r.proto == decode.ProtoICMP || r.proto == decode.ProtoICMPv6
+	if icmp && !st.typ && !st.inspect && !st.log {
+		w = append(w, "type")
+	}
+	if tcpudp && r.action == Permit && !st.inspect && !st.log {
+		w = append(w, "inspect")
+	}
+	if !st.log {
+		w = append(w, "log")
+	}
+	w = append(w, "end of line")
+	return strings.Join(w[:len(w)-1], ", ") + " or " + w[len(w)-1]
+}
+
+// parseRule parses one rule; on error the caller skips the rest of the line.
+func (p *parser) parseRule() (*ruleDecl, bool) {
+	first := p.next()
+	r := &ruleDecl{tok: first, action: Deny}
+	if first.is("permit") {
+		r.action = Permit
+	}
+	pt := p.peek()
+	proto, ok := protoNames[pt.text]
+	if pt.kind != tokWord || !ok {
+		p.expected(pt, "protocol (tcp, udp, icmp, icmpv6 or any)")
+		return nil, false
+	}
+	p.next()
+	r.proto, r.protoName = proto, pt.text
+	r.src.any, r.dst.any = true, true
+	var st ruleState
+	for {
+		t := p.peek()
+		afterAddr := st.afterAddr
+		st.afterAddr = false
+		switch {
+		case t.is("from") && !st.from && !st.to && !st.typ && !st.inspect && !st.log:
+			p.next()
+			st.from, st.afterAddr, st.port = true, true, false
+			if !p.addrSpec(&r.src) {
+				return nil, false
+			}
+		case t.is("to") && !st.to && !st.typ && !st.inspect && !st.log:
+			p.next()
+			st.to, st.afterAddr, st.port = true, true, false
+			if !p.addrSpec(&r.dst) {
+				return nil, false
+			}
+		case t.is("port") && afterAddr && !st.port:
+			p.next()
+			st.port = true
+			if r.proto != decode.ProtoTCP && r.proto != decode.ProtoUDP {
+				p.errorf(t, "port needs protocol tcp or udp, rule has %s", r.protoName)
+				return nil, false
+			}
+			ps := &portSpec{}
+			if !p.portSpec(ps) {
+				return nil, false
+			}
+			if st.to {
+				r.dport = ps
+			} else {
+				r.sport = ps
+			}
+		case t.is("type") && !st.typ && !st.inspect && !st.log:
+			p.next()
+			st.typ = true
+			if r.proto != decode.ProtoICMP && r.proto != decode.ProtoICMPv6 {
+				p.errorf(t, "type needs protocol icmp or icmpv6, rule has %s", r.protoName)
+				return nil, false
+			}
+			if !p.icmpTypes(r) {
+				return nil, false
+			}
+		case t.is("inspect") && !st.inspect && !st.log:
+			p.next()
+			st.inspect = true
+			v := p.peek()
+			if !v.is("ftp") && !v.is("tftp") {
+				p.expected(v, "ftp or tftp")
+				return nil, false
+			}
+			p.next()
+			r.inspect = v.text
+			if r.action != Permit {
+				p.errorf(t, "inspect on a deny rule: only permitted flows are inspected")
+				return nil, false
+			}
+			if want := map[string]uint8{"ftp": decode.ProtoTCP, "tftp": decode.ProtoUDP}[v.text]; r.proto != want {
+				wantName := "tcp"
+				if want == decode.ProtoUDP {
+					wantName = "udp"
+				}
+				p.errorf(v, "inspect %s needs protocol %s, rule has %s", v.text, wantName, r.protoName)
+				return nil, false
+			}
+		case t.is("log") && !st.log:
+			p.next()
+			st.log = true
+			r.log = true
+		case t.kind == tokNewline || t.kind == tokEOF || t.kind == tokRBrace:
+			last := p.toks[p.i-1]
+			r.text = string(p.src[first.off:last.end])
+			return r, true
+		default:
+			st.afterAddr = afterAddr
+			p.expected(t, p.ruleExpected(r, &st))
+			return nil, false
+		}
+	}
+}
+
+// addrSpec parses the address after `from` or `to`.
+func (p *parser) addrSpec(a *addrSpec) bool {
+	const what = "address, prefix, @set or any"
+	a.any = false
+	if p.peek().kind == tokBang {
+		p.next()
+		a.not = true
+	}
+	t := p.next()
+	switch {
+	case t.is("any"):
+		if a.not {
+			p.errorf(t, "!any never matches")
+			return false
+		}
+		a.any = true
+		return true
+	case t.kind == tokLBrace:
+		for {
+			it := p.next()
+			switch {
+			case it.kind == tokComma:
+				continue
+			case it.kind == tokRBrace:
+				if len(a.items) == 0 {
+					p.errorf(it, "empty address list")
+					return false
+				}
+				return true
+			case it.is("any"):
+				p.errorf(it, "any inside a list: write any alone")
+				return false
+			case it.kind == tokWord || it.kind == tokRef:
+				item, ok := p.addrItem(it, "address, prefix, @set or \"}\"")
+				if !ok {
+					return false
+				}
+				a.items = append(a.items, item)
+			default:
+				p.expected(it, "address, prefix, @set or \"}\"")
+				return false
+			}
+		}
+	case t.kind == tokWord || t.kind == tokRef:
+		item, ok := p.addrItem(t, what)
+		if !ok {
+			return false
+		}
+		a.items = append(a.items, item)
+		return true
+	}
+	p.expected(t, what)
+	return false
+}
+
+// portSpec parses the ports after `port`.
+func (p *parser) portSpec(ps *portSpec) bool {
+	if p.peek().kind == tokBang {
+		p.next()
+		ps.not = true
+	}
+	t := p.next()
+	if t.kind != tokLBrace {
+		item, ok := p.portItem(t)
+		if ok {
+			ps.items = append(ps.items, item)
+		}
+		return ok
+	}
+	for {
+		it := p.next()
+		switch {
+		case it.kind == tokComma:
+			continue
+		case it.kind == tokRBrace:
+			if len(ps.items) == 0 {
+				p.errorf(it, "empty port list")
+				return false
+			}
+			return true
+		case it.kind == tokWord || it.kind == tokRef:
+			item, ok := p.portItem(it)
+			if !ok {
+				return false
+			}
+			ps.items = append(ps.items, item)
+		default:
+			p.expected(it, "port number, range, @set or \"}\"")
+			return false
+		}
+	}
+}
+
+// icmpTypes parses the types after `type`.
+func (p *parser) icmpTypes(r *ruleDecl) bool {
+	one := func(t token) bool {
+		names, other, otherName := icmpTypes, icmpv6Types, "icmpv6"
+		if r.proto == decode.ProtoICMPv6 {
+			names, other, otherName = icmpv6Types, icmpTypes, "icmp"
+		}
+		if t.kind == tokWord {
+			if v, ok := names[t.text]; ok {
+				r.types = append(r.types, v)
+				return true
+			}
+			if isDigits(t.text) {
+				n, err := strconv.Atoi(t.text)
+				if err != nil || n > 255 {
+					p.errorf(t, "%s type %s out of range (0 to 255)", r.protoName, t.text)
+					return false
+				}
+				r.types = append(r.types, uint8(n))
+				return true
+			}
+			if _, ok := other[t.text]; ok {
+				p.errorf(t, "%s is an %s type, rule has %s", t.text, otherName, r.protoName)
+				return false
+			}
+		}
+		p.expected(t, r.protoName+" type name or number")
+		return false
+	}
+	t := p.next()
+	if t.kind != tokLBrace {
+		return one(t)
+	}
+	for {
+		it := p.next()
+		switch it.kind {
+		case tokComma:
+			continue
+		case tokRBrace:
+			if len(r.types) == 0 {
+				p.errorf(it, "empty type list")
+				return false
+			}
+			return true
+		case tokWord:
+			if !one(it) {
+				return false
+			}
+		default:
+			p.expected(it, r.protoName+" type name, number or \"}\"")
+			return false
+		}
+	}
+}
+
+// Settings blocks.
+
+type durSetting struct {
+	p        func(*Timeouts) *time.Duration
+	min, max time.Duration
+}
+
+var timeoutKeys = map[string]durSetting{
+	"tcp-idle":    {func(t *Timeouts) *time.Duration { return &t.TCPIdle }, time.Second, 7 * 24 * time.Hour},
+	"tcp-synwait": {func(t *Timeouts) *time.Duration { return &t.TCPSynWait }, time.Second, time.Hour},
+	"tcp-finwait": {func(t *Timeouts) *time.Duration { return &t.TCPFinWait }, time.Second, time.Hour},
+	"udp-idle":    {func(t *Timeouts) *time.Duration { return &t.UDPIdle }, time.Second, 24 * time.Hour},
+	"icmp-idle":   {func(t *Timeouts) *time.Duration { return &t.ICMPIdle }, time.Second, time.Hour},
+	"ftp-expect":  {func(t *Timeouts) *time.Duration { return &t.FTPExpect }, time.Second, 10 * time.Minute},
+	"tftp-expect": {func(t *Timeouts) *time.Duration { return &t.TFTPExpect }, time.Second, 10 * time.Minute},
+}
+
+type intSetting struct {
+	p        func(*Limits) *int
+	min, max int
+}
+
+var limitKeys = map[string]intSetting{
+	"sessions":           {func(l *Limits) *int { return &l.Sessions }, 1, 1 << 26},
+	"half-open":          {func(l *Limits) *int { return &l.HalfOpen }, 1, 1 << 26},
+	"half-open-per-host": {func(l *Limits) *int { return &l.HalfOpenPerHost }, 1, 1 << 26},
+	"expectations":       {func(l *Limits) *int { return &l.Expectations }, 1, 1 << 24},
+	"ftp-line":           {func(l *Limits) *int { return &l.FTPLine }, 128, 8192},
+}
+
+const (
+	timeoutNames = "tcp-idle, tcp-synwait, tcp-finwait, udp-idle, icmp-idle, ftp-expect or tftp-expect"
+	limitNames   = "sessions, half-open, half-open-per-host, expectations or ftp-line"
+	ftpNames     = "min-data-port or active-source-port"
+)
+
+// parseSettings parses a timeouts, limits or ftp block.
+func (p *parser) parseSettings() {
+	kw := p.next()
+	if o, ok := p.blockSeen[kw.text]; ok {
+		p.errorf(kw, "second %s block (the first is at %s)", kw.text, p.where(o))
+	} else {
+		p.blockSeen[kw.text] = kw
+	}
+	lb := p.peek()
+	if lb.kind != tokLBrace {
+		p.expected(lb, `"{"`)
+		p.skipStatement()
+		return
+	}
+	p.next()
+	names := map[string]string{"timeouts": timeoutNames, "limits": limitNames, "ftp": ftpNames}[kw.text]
+	for {
+		p.skipBlank(true)
+		key := p.peek()
+		if key.kind == tokRBrace {
+			p.next()
+			p.endStatement()
+			return
+		}
+		if key.kind == tokEOF || p.atTopKeyword() {
+			p.errorf(key, "expected \"}\" to close %s opened at %d:%d, found %s", kw.text, lb.line, lb.col, key.describe())
+			return
+		}
+		p.next()
+		if key.kind != tokWord {
+			p.expected(key, names+" or \"}\"")
+			continue
+		}
+		_, isT := timeoutKeys[key.text]
+		_, isL := limitKeys[key.text]
+		_, isF := map[string]bool{"min-data-port": true, "active-source-port": true}[key.text]
+		known := (kw.text == "timeouts" && isT) || (kw.text == "limits" && isL) || (kw.text == "ftp" && isF)
+		if !known {
+			p.expected(key, names+" or \"}\"")
+			if v := p.peek(); v.kind == tokWord {
+				p.next() // its value
+			}
+			continue
+		}
+		if o, dup := p.seen[kw.text+" "+key.text]; dup {
+			p.errorf(key, "%s set twice (first at %d:%d)", key.text, o.line, o.col)
+		} else {
+			p.seen[kw.text+" "+key.text] = key
+		}
+		val := p.peek()
+		if val.kind != tokWord {
+			p.expected(val, "value for "+key.text)
+			continue
+		}
+		p.next()
+		switch kw.text {
+		case "timeouts":
+			p.setTimeout(key, val)
+		case "limits":
+			p.setLimit(key, val)
+		default:
+			p.setFTP(key, val)
+		}
+	}
+}
+
+func (p *parser) setTimeout(key, val token) {
+	s := timeoutKeys[key.text]
+	d, err := time.ParseDuration(val.text)
+	if err != nil || val.text[0] == '-' || val.text[0] == '+' {
+		p.expected(val, "duration (like 30s, 5m or 1h)")
+		return
+	}
+	if d < s.min || d > s.max {
+		p.errorf(val, "%s %s out of range (%s to %s)", key.text, val.text, fmtDur(s.min), fmtDur(s.max))
+		return
+	}
+	*s.p(&p.timeouts) = d
+}
+
+// fmtDur prints whole hours and minutes without the zero parts Go adds.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
+
+func (p *parser) setLimit(key, val token) {
+	s := limitKeys[key.text]
+	if !isDigits(val.text) {
+		p.expected(val, "number")
+		return
+	}
+	n, err := strconv.Atoi(val.text)
+	if err != nil || n < s.min || n > s.max {
+		p.errorf(val, "%s %s out of range (%d to %d)", key.text, val.text, s.min, s.max)
+		return
+	}
+	*s.p(&p.limits) = n
+}
+
+func (p *parser) setFTP(key, val token) {
+	if key.text == "active-source-port" {
+		switch val.text {
+		case "20":
+			p.ftp.ActiveSourcePortAny = false
+		case "any":
+			p.ftp.ActiveSourcePortAny = true
+		default:
+			p.expected(val, "20 or any")
+		}
+		return
+	}
+	n, ok := parsePort(val.text)
+	if !ok || n == 0 {
+		p.expected(val, "port number 1 to 65535")
+		return
+	}
+	p.ftp.MinDataPort = n
+}

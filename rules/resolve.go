@@ -1,0 +1,381 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/inspectd/inspectd/internal/decode"
+)
+
+// Parse parses and checks the rule file src; filename is used in errors
+// and positions. When the file has any problem the error is an ErrorList
+// holding all of them, and the Ruleset is nil.
+func Parse(filename string, src []byte) (*Ruleset, error) {
+	p := &parser{
+		file:      filename,
+		src:       src,
+		toks:      lex(src),
+		sets:      map[string]*setDecl{},
+		blockSeen: map[string]token{},
+		timeouts:  DefaultTimeouts(),
+		limits:    DefaultLimits(),
+		ftp:       DefaultFTPOptions(),
+		seen:      settingsSeen{},
+	}
+	p.parse()
+	rs := p.resolve()
+	if len(p.errs) > 0 {
+		return nil, p.errs.sortDedup()
+	}
+	return rs, nil
+}
+
+// resolve checks the declarations against each other and builds the Ruleset.
+func (p *parser) resolve() *Ruleset {
+	rs := &Ruleset{
+		File:     p.file,
+		AddrSets: map[string][]netip.Prefix{},
+		PortSets: map[string][]PortRange{},
+		Timeouts: p.timeouts,
+		Limits:   p.limits,
+		FTP:      p.ftp,
+	}
+	for _, d := range p.setOrder {
+		p.resolveSet(d, nil)
+		if d.bad {
+			continue
+		}
+		if d.kind == addrSetKind {
+			rs.AddrSets[d.name] = d.resAddrs
+		} else {
+			rs.PortSets[d.name] = d.resPorts
+		}
+	}
+	p.checkLimits()
+
+	// Interfaces and their networks.
+	owner := map[netip.Prefix]*ifaceDecl{}
+	byName := map[string]*Interface{}
+	for i, d := range p.ifaces {
+		nets, _ := p.addrs(d.nets)
+		for _, n := range nets {
+			if o := owner[n]; o != nil && o != d {
+				p.errorf(d.nameTok, "net %s of interface %s already belongs to interface %s", n, d.name, o.name)
+			}
+			owner[n] = d
+		}
+		itf := &Interface{Name: d.name, Device: d.dev, Nets: nets, Index: i}
+		rs.Interfaces = append(rs.Interfaces, itf)
+		byName[d.name] = itf
+	}
+
+	// Blocks and rules.
+	firstBlock := map[string]*blockDecl{}
+	for _, bd := range p.blocks {
+		itf := byName[bd.nameTok.text]
+		switch {
+		case itf == nil:
+			hint := ""
+			for _, d := range p.ifaces {
+				if d.dev == bd.nameTok.text {
+					hint = fmt.Sprintf(" (%s is the device of interface %s)", d.dev, d.name)
+				}
+			}
+			p.errorf(bd.nameTok, "in on %s: no interface %s is declared%s", bd.nameTok.text, bd.nameTok.text, hint)
+		case firstBlock[itf.Name] != nil:
+			p.errorf(bd.inTok, "second block for interface %s (the first is at %s)", itf.Name, p.where(firstBlock[itf.Name].inTok))
+			itf = nil
+		default:
+			firstBlock[itf.Name] = bd
+		}
+		b := &Block{
+			Interface:  itf,
+			Default:    bd.def,
+			DefaultLog: bd.log,
+			Pos:        Pos{File: p.file, Line: bd.inTok.line, Col: bd.inTok.col},
+		}
+		for _, rd := range bd.rules {
+			r, ok := p.resolveRule(rd)
+			if !ok {
+				continue
+			}
+			r.Index = len(rs.Rules)
+			rs.Rules = append(rs.Rules, r)
+			b.Rules = append(b.Rules, r)
+		}
+		if itf != nil {
+			itf.Block = b
+			rs.Blocks = append(rs.Blocks, b)
+		}
+	}
+	for _, d := range p.ifaces {
+		if firstBlock[d.name] == nil {
+			p.errorf(d.nameTok, "interface %s has no `in on %s` block", d.name, d.name)
+		}
+	}
+	for _, b := range rs.Blocks {
+		b.compile()
+	}
+	return rs
+}
+
+// checkLimits checks that the limits are consistent with each other.
+func (p *parser) checkLimits() {
+	l := p.limits
+	at := func(key string) token {
+		if t, ok := p.seen["limits "+key]; ok {
+			return t
+		}
+		return p.blockSeen["limits"]
+	}
+	if _, set := p.blockSeen["limits"]; !set {
+		return
+	}
+	if l.HalfOpen > l.Sessions {
+		p.errorf(at("half-open"), "half-open %d exceeds sessions %d", l.HalfOpen, l.Sessions)
+	}
+	if l.HalfOpenPerHost > l.HalfOpen {
+		p.errorf(at("half-open-per-host"), "half-open-per-host %d exceeds half-open %d", l.HalfOpenPerHost, l.HalfOpen)
+	}
+}
+
+// lookupSet finds the set a reference names, reporting undefined sets and
+// sets of the wrong kind. It returns nil when the reference is unusable.
+func (p *parser) lookupSet(t token, kind setKind) *setDecl {
+	d := p.sets[t.text]
+	switch {
+	case d == nil:
+		p.errorf(t, "undefined set @%s", t.text)
+		return nil
+	case d.kind != kind:
+		p.errorf(t, "@%s is %s, expected %s", t.text, d.kind.withArticle(), kind.withArticle())
+		return nil
+	}
+	return d
+}
+
+// resolveSet expands d's nested sets, detecting cycles. path holds the
+// sets being expanded, outermost first.
+func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
+	if d.state == 2 {
+		return
+	}
+	d.state = 1
+	path = append(path, d)
+	visit := func(t token) *setDecl {
+		n := p.lookupSet(t, d.kind)
+		if n == nil {
+			d.bad = true
+			return nil
+		}
+		if n.state == 1 {
+			i := slices.Index(path, n)
+			names := make([]string, 0, len(path)-i+1)
+			for _, s := range path[i:] {
+				names = append(names, "@"+s.name)
+				s.bad = true
+			}
+			names = append(names, "@"+n.name)
+			p.errorf(t, "set cycle: %s", strings.Join(names, " -> "))
+			return nil
+		}
+		p.resolveSet(n, path)
+		if n.bad {
+			d.bad = true
+			return nil
+		}
+		return n
+	}
+	if d.kind == addrSetKind {
+		for _, it := range d.addrs {
+			if it.ref == "" {
+				d.resAddrs = append(d.resAddrs, it.pfx)
+			} else if n := visit(it.tok); n != nil {
+				d.resAddrs = append(d.resAddrs, n.resAddrs...)
+			}
+		}
+		d.resAddrs = dedupPrefixes(d.resAddrs)
+		if len(d.resAddrs) == 0 && !d.bad {
+			p.errorf(d.tok, "set %s is empty", d.name)
+			d.bad = true
+		}
+	} else {
+		for _, it := range d.ports {
+			if it.ref == "" {
+				d.resPorts = append(d.resPorts, it.r)
+			} else if n := visit(it.tok); n != nil {
+				d.resPorts = append(d.resPorts, n.resPorts...)
+			}
+		}
+		d.resPorts = mergeRanges(d.resPorts)
+		if len(d.resPorts) == 0 && !d.bad {
+			p.errorf(d.tok, "set %s is empty", d.name)
+			d.bad = true
+		}
+	}
+	d.state = 2
+}
+
+// dedupPrefixes removes repeated prefixes, keeping the first of each.
+func dedupPrefixes(ps []netip.Prefix) []netip.Prefix {
+	seen := make(map[netip.Prefix]bool, len(ps))
+	out := ps[:0]
+	for _, x := range ps {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// mergeRanges sorts port ranges and merges overlapping or adjacent ones.
+func mergeRanges(rs []PortRange) []PortRange {
+	if len(rs) == 0 {
+		return nil
+	}
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b PortRange) int { return int(a.Lo) - int(b.Lo) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		if uint32(r.Lo) <= uint32(last.Hi)+1 {
+			last.Hi = max(last.Hi, r.Hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// addrs expands a list of address items; ok is false when a set reference
+// was unusable (the error is reported).
+func (p *parser) addrs(items []addrItem) ([]netip.Prefix, bool) {
+	var out []netip.Prefix
+	ok := true
+	for _, it := range items {
+		if it.ref == "" {
+			out = append(out, it.pfx)
+			continue
+		}
+		d := p.lookupSet(it.tok, addrSetKind)
+		if d == nil || d.bad {
+			ok = false
+			continue
+		}
+		out = append(out, d.resAddrs...)
+	}
+	return dedupPrefixes(out), ok
+}
+
+// ports expands a port spec.
+func (p *parser) ports(ps *portSpec) (PortMatch, bool) {
+	if ps == nil {
+		return PortMatch{}, true
+	}
+	var out []PortRange
+	ok := true
+	for _, it := range ps.items {
+		if it.ref == "" {
+			out = append(out, it.r)
+			continue
+		}
+		d := p.lookupSet(it.tok, portSetKind)
+		if d == nil || d.bad {
+			ok = false
+			continue
+		}
+		out = append(out, d.resPorts...)
+	}
+	return PortMatch{Ranges: mergeRanges(out), Not: ps.not}, ok
+}
+
+// Address families as bits.
+const (
+	famV4      uint8 = 1
+	famV6      uint8 = 2
+	famInvalid uint8 = 4 // the zero netip.Addr
+	famAll           = famV4 | famV6 | famInvalid
+)
+
+// families returns the families present in ps.
+func families(ps []netip.Prefix) uint8 {
+	var f uint8
+	for _, x := range ps {
+		if x.Addr().Is4() {
+			f |= famV4
+		} else {
+			f |= famV6
+		}
+	}
+	return f
+}
+
+func famName(f uint8) string {
+	if f == famV4 {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// resolveRule expands a rule's sets and checks its address families.
+func (p *parser) resolveRule(rd *ruleDecl) (*Rule, bool) {
+	r := &Rule{
+		Pos:       Pos{File: p.file, Line: rd.tok.line, Col: rd.tok.col},
+		Text:      rd.text,
+		Action:    rd.action,
+		Proto:     rd.proto,
+		ICMPTypes: rd.types,
+		Inspect:   rd.inspect,
+		Log:       rd.log,
+	}
+	ok := true
+	for _, x := range []struct {
+		spec *addrSpec
+		m    *AddrMatch
+	}{{&rd.src, &r.Src}, {&rd.dst, &r.Dst}} {
+		if x.spec.any {
+			continue
+		}
+		ps, good := p.addrs(x.spec.items)
+		ok = ok && good
+		*x.m = AddrMatch{Prefixes: ps, Not: x.spec.not}
+	}
+	sp, good1 := p.ports(rd.sport)
+	dp, good2 := p.ports(rd.dport)
+	r.SrcPorts, r.DstPorts = sp, dp
+	if !ok || !good1 || !good2 {
+		return nil, false
+	}
+	// The families the rule can match, and why.
+	fam := famAll
+	var why []string
+	switch rd.proto {
+	case decode.ProtoICMP:
+		fam &= famV4
+		why = append(why, "icmp is IPv4 only")
+	case decode.ProtoICMPv6:
+		fam &= famV6
+		why = append(why, "icmpv6 is IPv6 only")
+	}
+	for _, x := range []struct {
+		kw string
+		m  *AddrMatch
+	}{{"from", &r.Src}, {"to", &r.Dst}} {
+		if x.m.Prefixes == nil {
+			continue
+		}
+		f := families(x.m.Prefixes)
+		fam &= f
+		if f != famV4|famV6 {
+			why = append(why, x.kw+" is "+famName(f)+" only")
+		}
+	}
+	if fam == 0 {
+		p.errorf(rd.tok, "rule never matches: %s", strings.Join(why, ", "))
+		return nil, false
+	}
+	return r, true
+}
