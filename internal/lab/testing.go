@@ -56,6 +56,9 @@ func New(t testing.TB) *Lab {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range l.Procs() {
+				if p.Log() == "" {
+					continue
+				}
 				t.Logf("lab: output of %s (pid %d, ns %s):\n%s", p.Name, p.PID(), p.NS, p.Log())
 			}
 		}
