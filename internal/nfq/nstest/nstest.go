@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -60,4 +61,85 @@ func Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// Topology is a client and a server, each in a named network namespace of
+// its own, joined through the test's namespace (see Enter), which routes
+// between them like an edge box: the client is outside (device wan0),
+// the server inside (device lan0).
+type Topology struct {
+	Client, Server string // namespace names
+}
+
+// Addresses of the topology's hosts.
+const (
+	ClientAddr  = "198.51.100.2"
+	ServerAddr  = "192.0.2.2"
+	ClientAddr6 = "2001:db8:1::2"
+	ServerAddr6 = "2001:db8:2::2"
+)
+
+// Route builds the topology around the test's namespace, which must have
+// been entered with Enter, and removes its namespaces when the test ends.
+func Route(t testing.TB) *Topology {
+	t.Helper()
+	Need(t, "ip", "sysctl")
+	id := strconv.Itoa(os.Getpid())
+	tp := &Topology{Client: "inspectd-" + id + "-c", Server: "inspectd-" + id + "-s"}
+	// No duplicate address detection: addresses must work at once, and
+	// neighbour discovery fails while link-local addresses are tentative.
+	noDAD := "net.ipv6.conf.default.accept_dad=0"
+	for _, ns := range []string{tp.Client, tp.Server} {
+		Run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		Run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", noDAD)
+	}
+	Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", noDAD)
+	for _, l := range []struct{ dev, ns, router, host, router6, host6 string }{
+		{"wan0", tp.Client, "198.51.100.1", ClientAddr, "2001:db8:1::1", ClientAddr6},
+		{"lan0", tp.Server, "192.0.2.1", ServerAddr, "2001:db8:2::1", ServerAddr6},
+	} {
+		Run(t, "ip", "link", "add", l.dev, "type", "veth", "peer", "name", "eth0", "netns", l.ns)
+		Run(t, "ip", "addr", "add", l.router+"/24", "dev", l.dev)
+		Run(t, "ip", "addr", "add", l.router6+"/64", "dev", l.dev)
+		Run(t, "ip", "link", "set", l.dev, "up")
+		in := []string{"netns", "exec", l.ns}
+		Run(t, "ip", append(in, "ip", "link", "set", "lo", "up")...)
+		Run(t, "ip", append(in, "ip", "addr", "add", l.host+"/24", "dev", "eth0")...)
+		Run(t, "ip", append(in, "ip", "addr", "add", l.host6+"/64", "dev", "eth0")...)
+		Run(t, "ip", append(in, "ip", "link", "set", "eth0", "up")...)
+		Run(t, "ip", append(in, "ip", "route", "add", "default", "via", l.router)...)
+		Run(t, "ip", append(in, "ip", "-6", "route", "add", "default", "via", l.router6)...)
+	}
+	return tp
+}
+
+// In runs fn on a goroutine inside namespace ns and waits for it. Sockets
+// fn opens stay in ns and may be used from any goroutine afterwards.
+func In(t testing.TB, ns string, fn func()) {
+	t.Helper()
+	f, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan error)
+	go func() {
+		// The thread is left locked in ns: it ends with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		fn()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("setns %s: %v", ns, err)
+	}
+}
+
+// Exec runs a command inside namespace ns and returns its combined output.
+func Exec(ns string, name string, args ...string) ([]byte, error) {
+	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...).CombinedOutput()
 }
