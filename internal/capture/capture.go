@@ -1,0 +1,185 @@
+// Package capture reads packet captures for replay: pcap (microsecond or
+// nanosecond timestamps, either byte order) and pcapng (any number of
+// interfaces, each with its own link type and name), plain or
+// gzip-compressed. The format is recognised by its magic number, never
+// by the file name.
+//
+// Reading is done by gopacket's pcapgo readers; this package detects the
+// format, keeps the packet numbers, and turns their errors into messages
+// that name the file and the packet.
+package capture
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Frame is one captured packet.
+type Frame struct {
+	// Data is the captured bytes, starting at the link-layer header. It
+	// is reused by the next call to Next: copy it to keep it.
+	Data []byte
+	// Time is the capture timestamp (UTC; zero for pcapng simple packet
+	// blocks, which carry none).
+	Time time.Time
+	// Link is the link type of the interface the packet was captured on.
+	Link layers.LinkType
+	// Interface is the pcapng interface name, "" when the file gives none
+	// (always "" for pcap files).
+	Interface string
+	// Index is the 1-based packet number in the file.
+	Index int
+}
+
+// Magic numbers, as the first four bytes of a file read big-endian.
+const (
+	magicPcapMicroLE = 0xd4c3b2a1
+	magicPcapMicroBE = 0xa1b2c3d4
+	magicPcapNanoLE  = 0x4d3cb2a1
+	magicPcapNanoBE  = 0xa1b23c4d
+	magicPcapng      = 0x0a0d0d0a // section header block type, a palindrome
+	magicGzip        = 0x1f8b     // first two bytes
+)
+
+// packetSource is what pcapgo's pcap and pcapng readers have in common.
+type packetSource interface {
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+// Reader reads the frames of one capture file. It is not safe for
+// concurrent use.
+type Reader struct {
+	name   string
+	src    packetSource
+	pcap   *pcapgo.Reader   // set for pcap files
+	ng     *pcapgo.NgReader // set for pcapng files
+	gz     *gzip.Reader     // set for gzip-compressed files
+	file   *os.File         // set when Open opened the file
+	n      int              // frames returned so far
+	err    error            // sticky: returned by every Next after the first error or io.EOF
+	closed bool
+}
+
+// Open opens the capture file at path. Errors name the path.
+func Open(path string) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err // *fs.PathError already names the path
+	}
+	r, err := NewReader(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.file = f
+	return r, nil
+}
+
+// NewReader reads a capture from rd; name identifies it in error messages
+// (usually the file name). Close does not close rd.
+func NewReader(rd io.Reader, name string) (*Reader, error) {
+	r := &Reader{name: name}
+	br := bufio.NewReader(rd)
+	head, err := br.Peek(4)
+	if len(head) >= 2 && binary.BigEndian.Uint16(head) == magicGzip {
+		if r.gz, err = gzip.NewReader(br); err != nil {
+			return nil, fmt.Errorf("%s: gzip: %w", name, err)
+		}
+		br = bufio.NewReader(r.gz)
+		head, err = br.Peek(4)
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: not a pcap or pcapng file (%d bytes)", name, len(head))
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	switch magic := binary.BigEndian.Uint32(head); magic {
+	case magicPcapMicroLE, magicPcapMicroBE, magicPcapNanoLE, magicPcapNanoBE:
+		if r.pcap, err = pcapgo.NewReader(br); err != nil {
+			return nil, fmt.Errorf("%s: bad pcap header: %w", name, eofIsTruncation(err))
+		}
+		r.src = r.pcap
+	case magicPcapng:
+		if r.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true}); err != nil {
+			return nil, fmt.Errorf("%s: bad pcapng header: %w", name, eofIsTruncation(err))
+		}
+		r.src = r.ng
+	default:
+		return nil, fmt.Errorf("%s: not a pcap or pcapng file (magic 0x%08x)", name, magic)
+	}
+	return r, nil
+}
+
+// eofIsTruncation reports a file that ends inside a header or record as
+// io.ErrUnexpectedEOF: there, io.EOF would wrongly look like a clean end.
+func eofIsTruncation(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Next returns the next frame, or io.EOF after the last one. A damaged or
+// truncated record gives an error naming the file and the packet number;
+// after an error (or io.EOF) Next keeps returning it. The frame's Data is
+// valid until the next call.
+func (r *Reader) Next() (Frame, error) {
+	if r.err != nil {
+		return Frame{}, r.err
+	}
+	if r.closed {
+		return Frame{}, fmt.Errorf("%s: reader is closed", r.name)
+	}
+	data, ci, err := r.src.ZeroCopyReadPacketData()
+	if err != nil {
+		if err == io.EOF {
+			r.err = io.EOF
+		} else if errors.Is(err, io.ErrUnexpectedEOF) {
+			r.err = fmt.Errorf("%s: packet %d: truncated record (the file ends inside it): %w", r.name, r.n+1, err)
+		} else {
+			r.err = fmt.Errorf("%s: packet %d: %w", r.name, r.n+1, err)
+		}
+		return Frame{}, r.err
+	}
+	r.n++
+	f := Frame{Data: data, Time: ci.Timestamp, Index: r.n}
+	if r.pcap != nil {
+		f.Link = r.pcap.LinkType()
+		return f, nil
+	}
+	// pcapgo checked the interface index when it read the packet block.
+	intf, err := r.ng.Interface(ci.InterfaceIndex)
+	if err != nil {
+		r.err = fmt.Errorf("%s: packet %d: %w", r.name, r.n, err)
+		return Frame{}, r.err
+	}
+	f.Link, f.Interface = intf.LinkType, intf.Name
+	return f, nil
+}
+
+// Close releases the reader, and closes the file when Open opened it.
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var err error
+	if r.gz != nil {
+		err = r.gz.Close()
+	}
+	if r.file != nil {
+		err = errors.Join(err, r.file.Close())
+	}
+	return err
+}
