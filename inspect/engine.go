@@ -1,0 +1,520 @@
+package inspect
+
+import (
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/inspectd/inspectd/conntrack"
+	"github.com/inspectd/inspectd/inspect/ftp"
+	"github.com/inspectd/inspectd/inspect/tftp"
+	"github.com/inspectd/inspectd/internal/decode"
+	"github.com/inspectd/inspectd/rules"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Worker and Workers number this engine among the live daemon's
+	// workers (0-based), so that session IDs are unique across workers.
+	Worker, Workers int
+	// PickUp lets TCP sessions whose handshake was not seen be picked up
+	// from any segment that a rule permits (replay of captures that start
+	// mid-session). Off by default: strict.
+	PickUp bool
+	// GapRecovery lets a TCP direction resynchronise after that many
+	// segments in a row beyond the window (captures miss packets). Zero
+	// keeps strict tracking.
+	GapRecovery int
+}
+
+// Reasons for verdicts. Inspectors and limits add their own.
+const (
+	ReasonRule        = "rule"                      // a permit rule opened a session
+	ReasonDenyRule    = "deny rule"                 // a deny rule matched
+	ReasonDefault     = "default"                   // the block's default permitted
+	ReasonDenyDefault = "default deny"              // no rule matched; the block denies
+	ReasonSession     = "session"                   // the packet belongs to a tracked session
+	ReasonRelated     = "related"                   // the packet opened an expected connection
+	ReasonICMPRelated = "related: icmp error"       // an ICMP error quoting a tracked flow
+	ReasonNoSession   = "no session or expectation" // not a SYN, and nothing tracked
+	ReasonICMPOrphan  = "icmp error quotes no tracked flow"
+	ReasonNoRules     = "no rules for the interface the packet entered on"
+	ReasonFragment    = "fragment: non-first fragment (not reassembled)"
+	ReasonEmbryonic   = "tcp: session closing, SYN refused"
+)
+
+// Engine decides the fate of each packet. It is safe for concurrent use
+// (a mutex guards it), but the live daemon gives each queue worker its
+// own engine so that the lock is never contended on the packet path.
+type Engine struct {
+	mu    sync.Mutex
+	opt   Options
+	table *conntrack.Table
+	dec   *decode.Decoder
+	pkt   decode.Packet
+	cfg   *config // the rules in force, compiled for the engine
+
+	subs     []func(Event)
+	siblings []*Engine
+	stats    Stats
+}
+
+// config is a ruleset prepared for the packet path: locations formatted
+// once, interfaces found by device or logical name.
+type config struct {
+	rs      *rules.Ruleset
+	ifaces  map[string]*ifaceConfig
+	ruleLoc []string
+	ftp     ftp.Config
+	tftp    tftp.Config
+}
+
+type ifaceConfig struct {
+	iface  *rules.Interface
+	block  *rules.Block
+	defLoc string
+}
+
+func compile(rs *rules.Ruleset) *config {
+	c := &config{
+		rs:      rs,
+		ifaces:  make(map[string]*ifaceConfig),
+		ruleLoc: make([]string, len(rs.Rules)),
+		ftp: ftp.Config{
+			ExpectTimeout:       rs.Timeouts.FTPExpect,
+			MinDataPort:         rs.FTP.MinDataPort,
+			ActiveSourcePortAny: rs.FTP.ActiveSourcePortAny,
+			MaxLine:             rs.Limits.FTPLine,
+		},
+		tftp: tftp.Config{ExpectTimeout: rs.Timeouts.TFTPExpect},
+	}
+	for i, r := range rs.Rules {
+		c.ruleLoc[i] = r.Pos.String()
+	}
+	for _, ifc := range rs.Interfaces {
+		ic := &ifaceConfig{iface: ifc, block: ifc.Block}
+		if ifc.Block != nil {
+			ic.defLoc = ifc.Block.Pos.String()
+		}
+		c.ifaces[ifc.Device] = ic
+		if _, taken := c.ifaces[ifc.Name]; !taken {
+			c.ifaces[ifc.Name] = ic
+		}
+	}
+	return c
+}
+
+func tableTimeouts(rs *rules.Ruleset) conntrack.Timeouts {
+	t := rs.Timeouts
+	return conntrack.Timeouts{TCPIdle: t.TCPIdle, TCPSynWait: t.TCPSynWait, TCPFinWait: t.TCPFinWait, UDPIdle: t.UDPIdle, ICMPIdle: t.ICMPIdle}
+}
+
+func tableLimits(rs *rules.Ruleset) conntrack.Limits {
+	l := rs.Limits
+	return conntrack.Limits{Sessions: l.Sessions, HalfOpen: l.HalfOpen, HalfOpenPerHost: l.HalfOpenPerHost, Expectations: l.Expectations}
+}
+
+// New returns an engine enforcing rs.
+func New(rs *rules.Ruleset, opt Options) *Engine {
+	if opt.Workers < 1 {
+		opt.Workers = 1
+	}
+	e := &Engine{opt: opt, dec: decode.NewDecoder(), cfg: compile(rs)}
+	e.stats.Reasons = make(map[string]uint64)
+	e.table = conntrack.New(conntrack.Config{
+		Timeouts:        tableTimeouts(rs),
+		Limits:          tableLimits(rs),
+		IDBase:          uint64(opt.Worker) + 1,
+		IDStride:        uint64(opt.Workers),
+		GapRecovery:     opt.GapRecovery,
+		OnClose:         e.sessionClosed,
+		OnExpectExpired: e.expectExpired,
+	})
+	return e
+}
+
+// SetRules puts a new ruleset in force. Sessions and expectations are
+// kept: return traffic and negotiated holes do not depend on rules.
+func (e *Engine) SetRules(rs *rules.Ruleset) {
+	c := compile(rs)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg = c
+	e.table.SetTimeouts(tableTimeouts(rs))
+	e.table.SetLimits(tableLimits(rs))
+}
+
+// Rules returns the ruleset in force.
+func (e *Engine) Rules() *rules.Ruleset {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.rs
+}
+
+// Subscribe registers fn to receive every event. fn runs on the packet
+// path with the engine locked: it must be quick and must not call back
+// into the engine. Subscribe before the first packet.
+func (e *Engine) Subscribe(fn func(Event)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.subs = append(e.subs, fn)
+}
+
+// SetSiblings tells the engine about the other workers' engines, so an
+// ICMP error that lands on this worker can find the flow it quotes in
+// another worker's table (the kernel balances queues on the address pair,
+// and an ICMP error comes from a third address).
+func (e *Engine) SetSiblings(all []*Engine) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.siblings = e.siblings[:0]
+	for _, s := range all {
+		if s != e {
+			e.siblings = append(e.siblings, s)
+		}
+	}
+}
+
+// Tick advances expiry when no packets arrive; the live daemon calls it
+// about once a second with the wall clock.
+func (e *Engine) Tick(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.table.Expire(now, 100000)
+}
+
+// expireBudget is how much expiry work each packet does.
+const expireBudget = 8
+
+// Process decides the fate of one raw IPv4 or IPv6 packet.
+func (e *Engine) Process(data []byte, m Meta) Verdict {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.dec.IP(data, &e.pkt); err != nil {
+		return e.drop(m, err.Error(), "", false)
+	}
+	return e.process(m)
+}
+
+// ProcessFrame is Process for a link-layer frame from a capture.
+func (e *Engine) ProcessFrame(link layers.LinkType, data []byte, m Meta) Verdict {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.dec.Frame(link, data, &e.pkt); err != nil {
+		return e.drop(m, err.Error(), "", false)
+	}
+	return e.process(m)
+}
+
+func (e *Engine) process(m Meta) Verdict {
+	p := &e.pkt
+	e.table.Expire(m.Time, expireBudget)
+	e.stats.Packets++
+	if p.Fragment {
+		return e.drop(m, ReasonFragment, "", false)
+	}
+	if p.ICMPError {
+		return e.icmpError(m)
+	}
+	k := conntrack.KeyOf(p)
+	s, dir := e.table.Lookup(k, m.Time)
+	if s != nil && p.Proto == decode.ProtoTCP && p.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn &&
+		s.State >= conntrack.StateTimeWait {
+		// A new connection reusing the ports of one that has closed.
+		e.table.Remove(s, "reused by a new connection")
+		s = nil
+	}
+	if s != nil {
+		return e.established(s, dir, m)
+	}
+	return e.newFlow(k, m)
+}
+
+// established handles a packet of a tracked session.
+func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Verdict {
+	p := &e.pkt
+	if why := e.table.Track(s, dir, p, m.Time); why != "" {
+		return e.dropSession(m, why, s)
+	}
+	if s.Inspector != nil {
+		if v, done := e.inspect(s, dir, m); done {
+			return v
+		}
+	}
+	e.stats.Accepted++
+	e.stats.Established++
+	v := Verdict{Accept: true, Reason: ReasonSession, Session: s.ID}
+	if e.offloadable(s) {
+		s.Offloaded = true
+		v.Offload = true
+	}
+	return v
+}
+
+// offloadable tells whether the kernel fast path may carry the session:
+// established, not inspected, and this packet is not a handshake or
+// teardown segment.
+func (e *Engine) offloadable(s *conntrack.Session) bool {
+	if s.Inspector != nil || s.NoOffload || s.State != conntrack.StateEstablished {
+		return false
+	}
+	switch e.pkt.Proto {
+	case decode.ProtoTCP:
+		return e.pkt.Flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0
+	case decode.ProtoUDP:
+		return true
+	}
+	return false
+}
+
+// inspect runs the session's inspector. done is true when the inspector
+// dropped the packet and v is the verdict.
+func (e *Engine) inspect(s *conntrack.Session, dir conntrack.Dir, m Meta) (v Verdict, done bool) {
+	r := s.Inspector.Inspect(&conntrack.Context{Session: s, Dir: dir, Now: m.Time}, &e.pkt)
+	if r.NoOffload {
+		s.NoOffload = true
+	}
+	if r.Drop {
+		return e.dropSession(m, r.Reason, s), true
+	}
+	if r.Reason != "" {
+		e.emitSession(Event{Kind: Note, Reason: r.Reason, In: m.In}, s, m.Time)
+	}
+	if r.HasExpect {
+		x, err := e.table.Expect(s, r.Expect, m.Time)
+		if err != nil {
+			e.emitSession(Event{Kind: Note, Reason: err.Error(), In: m.In}, s, m.Time)
+		} else if len(e.subs) > 0 {
+			ev := Event{Kind: ExpectAdd, Reason: x.What, Expect: expectInfo(x)}
+			e.emitSession(ev, s, m.Time)
+		}
+	}
+	return Verdict{}, false
+}
+
+// newFlow handles a packet that belongs to no session: an expected
+// connection, or a new session if the rules permit it.
+func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
+	p := &e.pkt
+	tcp := p.Proto == decode.ProtoTCP
+	pureSYN := tcp && p.Flags&(decode.TCPSyn|decode.TCPAck|decode.TCPRst|decode.TCPFin) == decode.TCPSyn
+	if !tcp || pureSYN {
+		if x := e.table.MatchExpectation(k, m.Time); x != nil {
+			return e.related(x, m)
+		}
+	}
+	ic := e.cfg.ifaces[m.In]
+	if ic == nil || ic.block == nil {
+		return e.drop(m, ReasonNoRules, "", true)
+	}
+	pickUp := false
+	if tcp && !pureSYN {
+		if !e.opt.PickUp || p.Flags&(decode.TCPSyn|decode.TCPRst) != 0 {
+			return e.drop(m, ReasonNoSession, "", false)
+		}
+		pickUp = true
+	}
+	if (p.Proto == decode.ProtoICMP || p.Proto == decode.ProtoICMPv6) && isEchoReply(p) {
+		return e.drop(m, ReasonNoSession, "", false)
+	}
+	b := ic.block
+	f := rules.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, ICMPType: p.ICMPType}
+	r := b.Match(&f)
+	var (
+		loc, reason string
+		permit, log bool
+		index       = int32(-1)
+	)
+	if r != nil {
+		r.Hit()
+		loc, permit, log, index = e.cfg.ruleLoc[r.Index], r.Action == rules.Permit, r.Log, int32(r.Index)
+		reason = ReasonRule
+		if !permit {
+			reason = ReasonDenyRule
+		}
+	} else {
+		loc, permit, log = ic.defLoc, b.Default == rules.Permit, b.DefaultLog
+		reason = ReasonDefault
+		if !permit {
+			reason = ReasonDenyDefault
+		}
+	}
+	if !permit {
+		return e.deny(m, reason, loc, log)
+	}
+	s, err := e.table.Create(p, m.Time, pickUp)
+	if err != nil {
+		return e.drop(m, err.Error(), loc, true)
+	}
+	s.Rule, s.In = index, uint8(ic.iface.Index)
+	if r != nil {
+		switch r.Inspect {
+		case "ftp":
+			s.Inspector, s.NoOffload = ftp.New(e.cfg.ftp), true
+		case "tftp":
+			s.Inspector = tftp.New(e.cfg.tftp)
+		}
+	}
+	e.count(s)
+	if len(e.subs) > 0 {
+		e.emitSession(Event{Kind: SessionOpen, Reason: reason, Rule: loc, In: m.In, Log: log}, s, m.Time)
+	}
+	if s.Inspector != nil {
+		if v, done := e.inspect(s, conntrack.Original, m); done {
+			e.table.Remove(s, "first packet refused by "+s.Inspector.Name())
+			return v
+		}
+	}
+	e.stats.Accepted++
+	e.stats.New++
+	return Verdict{Accept: true, Reason: reason, Rule: loc, Session: s.ID}
+}
+
+func isEchoReply(p *decode.Packet) bool {
+	return (p.Proto == decode.ProtoICMP && p.ICMPType == 0) || (p.Proto == decode.ProtoICMPv6 && p.ICMPType == 129)
+}
+
+// count records the first packet of a new session.
+func (e *Engine) count(s *conntrack.Session) {
+	s.Packets[conntrack.Original]++
+	s.Bytes[conntrack.Original] += uint64(e.pkt.Length)
+}
+
+// related opens the child session an expectation predicted.
+func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
+	p := &e.pkt
+	s, err := e.table.Create(p, m.Time, false)
+	if err != nil {
+		return e.drop(m, err.Error(), "", true)
+	}
+	s.Parent = x.Parent
+	if ic := e.cfg.ifaces[m.In]; ic != nil {
+		s.In = uint8(ic.iface.Index)
+	}
+	e.count(s)
+	if len(e.subs) > 0 {
+		e.emitSession(Event{Kind: ExpectUse, Reason: x.What, In: m.In, Expect: expectInfo(x)}, s, m.Time)
+		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonRelated, In: m.In}, s, m.Time)
+	}
+	e.stats.Accepted++
+	e.stats.New++
+	return Verdict{Accept: true, Reason: ReasonRelated, Session: s.ID}
+}
+
+// icmpError admits an ICMP error only when it quotes a tracked flow and
+// travels back towards the quoted packet's sender.
+func (e *Engine) icmpError(m Meta) Verdict {
+	p := &e.pkt
+	q := conntrack.Key{Src: p.Inner.Src, Dst: p.Inner.Dst, SrcPort: p.Inner.SrcPort, DstPort: p.Inner.DstPort, Proto: p.Inner.Proto}
+	if p.Dst != q.Src {
+		return e.drop(m, ReasonICMPOrphan, "", false)
+	}
+	if s, _ := e.table.Peek(q); s != nil {
+		e.stats.Accepted++
+		return Verdict{Accept: true, Reason: ReasonICMPRelated, Session: s.ID}
+	}
+	if len(e.siblings) > 0 {
+		// Look in the other workers' tables without holding our own lock,
+		// so two workers doing this at once cannot deadlock.
+		e.mu.Unlock()
+		id := uint64(0)
+		for _, sib := range e.siblings {
+			if id = sib.peek(q); id != 0 {
+				break
+			}
+		}
+		e.mu.Lock()
+		if id != 0 {
+			e.stats.Accepted++
+			return Verdict{Accept: true, Reason: ReasonICMPRelated, Session: id}
+		}
+	}
+	return e.drop(m, ReasonICMPOrphan, "", false)
+}
+
+func (e *Engine) peek(k conntrack.Key) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, _ := e.table.Peek(k); s != nil {
+		return s.ID
+	}
+	return 0
+}
+
+// drop returns a drop verdict for a packet that belongs to no session.
+func (e *Engine) drop(m Meta, reason, loc string, log bool) Verdict {
+	e.stats.Dropped++
+	e.stats.Reasons[reason]++
+	if len(e.subs) > 0 {
+		e.emit(Event{Kind: Deny, Time: m.Time, Reason: reason, Rule: loc, In: m.In, Log: log, Flow: flowInfo(conntrack.KeyOf(&e.pkt))})
+	}
+	return Verdict{Reason: reason, Rule: loc}
+}
+
+// deny is drop for a packet denied by a rule or a default.
+func (e *Engine) deny(m Meta, reason, loc string, log bool) Verdict {
+	return e.drop(m, reason, loc, log)
+}
+
+// dropSession drops a packet of session s.
+func (e *Engine) dropSession(m Meta, reason string, s *conntrack.Session) Verdict {
+	e.stats.Dropped++
+	e.stats.Reasons[reason]++
+	if len(e.subs) > 0 {
+		ev := Event{Kind: Deny, Reason: reason, In: m.In, Log: true, Flow: flowInfo(conntrack.KeyOf(&e.pkt))}
+		e.emitSession(ev, s, m.Time)
+	}
+	return Verdict{Reason: reason, Session: s.ID}
+}
+
+func (e *Engine) emit(ev Event) {
+	for _, fn := range e.subs {
+		fn(ev)
+	}
+}
+
+func (e *Engine) emitSession(ev Event, s *conntrack.Session, now time.Time) {
+	if len(e.subs) == 0 {
+		return
+	}
+	ev.Time = now
+	info := e.sessionInfo(s)
+	ev.Session = &info
+	if ev.Flow.Proto == "" {
+		ev.Flow = FlowInfo{Proto: info.Proto, Src: info.Src, Dst: info.Dst}
+	}
+	e.emit(ev)
+}
+
+func (e *Engine) sessionClosed(s *conntrack.Session, why string) {
+	if len(e.subs) > 0 {
+		e.emitSession(Event{Kind: SessionClose, Reason: why}, s, time.Unix(0, s.LastSeen))
+	}
+}
+
+func (e *Engine) expectExpired(x *conntrack.Expectation) {
+	if len(e.subs) > 0 {
+		e.emit(Event{Kind: ExpectExpire, Time: x.Expires, Reason: x.What, Expect: expectInfo(x),
+			Flow: FlowInfo{Proto: conntrack.ProtoName(x.Proto)}})
+	}
+}
+
+func (e *Engine) sessionInfo(s *conntrack.Session) SessionInfo {
+	fi := flowInfo(s.Key)
+	info := SessionInfo{
+		ID: s.ID, Proto: fi.Proto, Src: fi.Src, Dst: fi.Dst, State: s.State.String(),
+		Parent: s.Parent, Offloaded: s.Offloaded, PickedUp: s.PickedUp,
+		Created: time.Unix(0, s.Created), LastSeen: time.Unix(0, s.LastSeen),
+		Packets: s.Packets, Bytes: s.Bytes,
+	}
+	if s.Inspector != nil {
+		info.ALG = s.Inspector.Name()
+	}
+	if s.Rule >= 0 && int(s.Rule) < len(e.cfg.ruleLoc) {
+		info.Rule = e.cfg.ruleLoc[s.Rule]
+	}
+	if int(s.In) < len(e.cfg.rs.Interfaces) {
+		info.In = e.cfg.rs.Interfaces[s.In].Device
+	}
+	return info
+}

@@ -1,0 +1,113 @@
+package inspect
+
+import (
+	"sort"
+	"time"
+
+	"github.com/inspectd/inspectd/conntrack"
+)
+
+// Stats counts what the engine decided.
+type Stats struct {
+	Packets     uint64 `json:"packets"`
+	Accepted    uint64 `json:"accepted"`
+	Dropped     uint64 `json:"dropped"`
+	New         uint64 `json:"new_sessions"`
+	Established uint64 `json:"session_packets"`
+	// Reasons counts dropped packets by reason.
+	Reasons map[string]uint64 `json:"drop_reasons"`
+	// Sessions, HalfOpen and Expectations are the table's current sizes;
+	// Limits its limits.
+	Sessions     int              `json:"sessions"`
+	HalfOpen     int              `json:"half_open"`
+	Expectations int              `json:"expectations"`
+	Limits       conntrack.Limits `json:"limits"`
+}
+
+// Stats returns a copy of the engine's counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.stats
+	st.Reasons = make(map[string]uint64, len(e.stats.Reasons))
+	for k, v := range e.stats.Reasons {
+		st.Reasons[k] = v
+	}
+	st.Sessions = e.table.Len()
+	st.HalfOpen = e.table.HalfOpen()
+	st.Expectations = e.table.ExpectationCount()
+	st.Limits = e.table.Limits()
+	return st
+}
+
+// Sessions returns a snapshot of the live sessions, by ID.
+func (e *Engine) Sessions() []SessionInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []SessionInfo
+	e.table.Sessions(func(s *conntrack.Session) { out = append(out, e.sessionInfo(s)) })
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Expectations returns a snapshot of the pending expectations, by ID.
+func (e *Engine) Expectations() []ExpectInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ExpectInfo
+	e.table.Expectations(func(x *conntrack.Expectation) { out = append(out, *expectInfo(x)) })
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Clear removes the session with the given ID and its pending
+// expectations, returning its key so the caller can also remove it from
+// the kernel's conntrack. It reports false when there is no such session.
+func (e *Engine) Clear(id uint64) ([]conntrack.Key, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.table.Get(id)
+	if s == nil {
+		return nil, false
+	}
+	keys := []conntrack.Key{s.Key}
+	e.table.Remove(s, "cleared by the operator")
+	return keys, true
+}
+
+// ClearAll removes every session and expectation, returning the keys
+// removed.
+func (e *Engine) ClearAll() []conntrack.Key {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var all []*conntrack.Session
+	e.table.Sessions(func(s *conntrack.Session) { all = append(all, s) })
+	keys := make([]conntrack.Key, 0, len(all))
+	for _, s := range all {
+		keys = append(keys, s.Key)
+		e.table.Remove(s, "cleared by the operator")
+	}
+	return keys
+}
+
+// Offloaded returns the keys of sessions the kernel fast path carries, for
+// the daemon's keep-alive check against the kernel's conntrack.
+func (e *Engine) Offloaded() []conntrack.Key {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var keys []conntrack.Key
+	e.table.Sessions(func(s *conntrack.Session) {
+		if s.Offloaded {
+			keys = append(keys, s.Key)
+		}
+	})
+	return keys
+}
+
+// Touch keeps an offloaded session alive because the kernel's conntrack
+// still sees its traffic. It reports whether the session exists.
+func (e *Engine) Touch(k conntrack.Key, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.table.Touch(k, now)
+}

@@ -1,0 +1,115 @@
+package replay
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Expectation is one line of an expected-verdicts file: packets First to
+// Last (1-based, inclusive) get Verdict, and, when Reason is not empty, a
+// reason that starts with Reason.
+type Expectation struct {
+	First, Last int
+	Verdict     string // "accept" or "drop"
+	Reason      string
+	Line        int
+}
+
+// ParseExpectFile reads an expected-verdicts file. Its format, one entry a
+// line, '#' starting a comment:
+//
+//	12        accept
+//	13-40     accept
+//	41        drop   no session or expectation
+//	*         accept
+//
+// A packet number or range, the verdict, and optionally the start of the
+// reason. A '*' line gives the verdict of every packet not listed; without
+// one, packets not listed are not checked.
+func ParseExpectFile(path string) ([]Expectation, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseExpect(f, path)
+}
+
+// ParseExpect reads expected verdicts from r; name is used in errors.
+func ParseExpect(r io.Reader, name string) ([]Expectation, error) {
+	var out []Expectation
+	var errs []string
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		bad := func(format string, a ...any) {
+			errs = append(errs, fmt.Sprintf("%s:%d: %s", name, n, fmt.Sprintf(format, a...)))
+		}
+		if len(fields) < 2 {
+			bad("expected a packet number or range and a verdict, found %q", strings.TrimSpace(line))
+			continue
+		}
+		e := Expectation{Line: n, Reason: strings.Join(fields[2:], " ")}
+		switch v := fields[1]; v {
+		case "accept", "drop":
+			e.Verdict = v
+		default:
+			bad("expected verdict accept or drop, found %q", v)
+			continue
+		}
+		if fields[0] == "*" {
+			e.First, e.Last = 0, 0
+		} else {
+			lo, hi, ok := strings.Cut(fields[0], "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if ok {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil || a < 1 || b < a {
+				bad("expected a packet number (from 1) or range N-M, found %q", fields[0])
+				continue
+			}
+			e.First, e.Last = a, b
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return out, nil
+}
+
+// expectFor returns the expectation that applies to packet n, or nil.
+// Later lines override earlier ones; '*' applies only when no line names n.
+func expectFor(exp []Expectation, n int) *Expectation {
+	var star, hit *Expectation
+	for i := range exp {
+		e := &exp[i]
+		switch {
+		case e.First == 0:
+			star = e
+		case n >= e.First && n <= e.Last:
+			hit = e
+		}
+	}
+	if hit != nil {
+		return hit
+	}
+	return star
+}
