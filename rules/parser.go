@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +143,16 @@ func (p *parser) next() token {
 	return t
 }
 
+// nextInLine returns the next token, consuming it unless it ends the line,
+// so that list parsers never run past the end of a rule.
+func (p *parser) nextInLine() token {
+	t := p.toks[p.i]
+	if t.kind != tokEOF && t.kind != tokNewline {
+		p.i++
+	}
+	return t
+}
+
 func (p *parser) errorf(t token, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: t.line, Col: t.col, Msg: fmt.Sprintf(format, args...)})
 }
@@ -150,7 +161,7 @@ func (p *parser) expected(t token, what string) {
 	p.errorf(t, "expected %s, found %s", what, t.describe())
 }
 
-func (p *parser) where(t token) string { return fmt.Sprintf("%s:%d", p.file, t.line) }
+func (p *parser) where(t token) string { return fmt.Sprintf("line %d", t.line) }
 
 // atLineStart reports whether the next token is the first of its line.
 func (p *parser) atLineStart() bool {
@@ -198,10 +209,18 @@ func (p *parser) skipStatement() {
 	}
 }
 
-// skipRule skips the rest of a rule's line, stopping before a "}" that
-// closes the enclosing block.
-func (p *parser) skipRule() {
+// skipRule skips the rest of a rule that started at token index start,
+// stopping before a "}" that closes the enclosing block.
+func (p *parser) skipRule(start int) {
 	depth := 0
+	for _, t := range p.toks[start:p.i] {
+		switch t.kind {
+		case tokLBrace:
+			depth++
+		case tokRBrace:
+			depth--
+		}
+	}
 	for {
 		switch p.peek().kind {
 		case tokEOF, tokNewline:
@@ -328,6 +347,7 @@ func (p *parser) parseInterface() {
 	d := &ifaceDecl{name: name.text, dev: dev.text, nameTok: name, devTok: dev}
 	if t := p.peek(); t.is("net") {
 		p.next()
+		given := false
 		for {
 			t := p.peek()
 			if t.kind == tokComma {
@@ -338,11 +358,12 @@ func (p *parser) parseInterface() {
 				break
 			}
 			p.next()
+			given = true
 			if it, ok := p.addrItem(t, "address, prefix or @set"); ok {
 				d.nets = append(d.nets, it)
 			}
 		}
-		if len(d.nets) == 0 && p.peek().kind != tokWord {
+		if !given {
 			p.expected(p.peek(), "address, prefix or @set")
 		}
 	}
@@ -362,11 +383,20 @@ func (p *parser) parseInterface() {
 	p.endStatement()
 }
 
+// badRef reports a reference whose name is missing or malformed.
+func (p *parser) badRef(t token) {
+	if t.text == "" {
+		p.errorf(t, "expected set name after \"@\", found %s", p.peek().describe())
+		return
+	}
+	p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+}
+
 // addrItem parses t (already consumed) as an address, prefix or @set.
 func (p *parser) addrItem(t token, what string) (addrItem, bool) {
 	if t.kind == tokRef {
 		if !validName(t.text) {
-			p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+			p.badRef(t)
 			return addrItem{}, false
 		}
 		return addrItem{tok: t, ref: t.text}, true
@@ -411,7 +441,7 @@ func (p *parser) addrItem(t token, what string) (addrItem, bool) {
 func (p *parser) portItem(t token) (portItem, bool) {
 	if t.kind == tokRef {
 		if !validName(t.text) {
-			p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+			p.badRef(t)
 			return portItem{}, false
 		}
 		return portItem{tok: t, ref: t.text}, true
@@ -494,20 +524,26 @@ func (p *parser) parseSet(kind setKind) {
 		}
 		if t.kind == tokEOF || p.atTopKeyword() {
 			p.errorf(t, "expected \"}\" to close %s %s opened at %d:%d, found %s", kw.text, name.text, lb.line, lb.col, t.describe())
-			return
+			break
 		}
 		p.next()
-		if t.kind != tokWord && t.kind != tokRef {
+		var ok bool
+		switch {
+		case t.kind != tokWord && t.kind != tokRef:
 			p.expected(t, what)
-			continue
-		}
-		if kind == addrSetKind {
-			if it, ok := p.addrItem(t, what); ok {
+		case kind == addrSetKind:
+			var it addrItem
+			if it, ok = p.addrItem(t, what); ok {
 				d.addrs = append(d.addrs, it)
 			}
-		} else if it, ok := p.portItem(t); ok {
-			d.ports = append(d.ports, it)
+		default:
+			var it portItem
+			if it, ok = p.portItem(t); ok {
+				d.ports = append(d.ports, it)
+			}
 		}
+		// A set with a broken item is unusable; its users stay quiet.
+		d.bad = d.bad || !ok
 	}
 	if o := p.sets[d.name]; o != nil {
 		p.errorf(name, "set %s already defined at %s", d.name, p.where(o.tok))
@@ -515,7 +551,9 @@ func (p *parser) parseSet(kind setKind) {
 		p.sets[d.name] = d
 		p.setOrder = append(p.setOrder, d)
 	}
-	p.endStatement()
+	if t := p.peek(); t.kind != tokEOF && !p.atLineStart() {
+		p.endStatement()
+	}
 }
 
 // parseBlock parses `in on IFACE default ACTION [log] { rules }`.
@@ -543,6 +581,11 @@ func (p *parser) parseBlock() {
 			}
 		}
 		p.blockBody(b, t)
+		if b.nameTok.kind == tokWord {
+			// Keep the block so that its interface is not reported as
+			// lacking one; the file has an error anyway.
+			p.blocks = append(p.blocks, b)
+		}
 		return
 	}
 	lb := p.next()
@@ -607,18 +650,15 @@ func (p *parser) blockBody(b *blockDecl, lb token) {
 			p.errorf(t, "expected \"}\" to close the block opened at %d:%d, found %s", lb.line, lb.col, t.describe())
 			return
 		case t.is("permit"), t.is("deny"):
+			start := p.i
 			if r, ok := p.parseRule(); ok {
 				b.rules = append(b.rules, r)
 			} else {
-				p.skipRule()
+				p.skipRule(start)
 			}
 		default:
 			p.expected(t, `permit, deny or "}"`)
-			p.skipRule()
-			if p.peek().kind == tokRBrace && !p.atLineStart() {
-				// A stray "}" inside the broken line: leave it to close.
-				continue
-			}
+			p.skipRule(p.i)
 		}
 	}
 }
@@ -656,7 +696,14 @@ func (p *parser) ruleExpected(r *ruleDecl, st *ruleState) string {
 	if !st.log {
 		w = append(w, "log")
 	}
-	w = append(w, "end of line")
+	return orList(append(w, "end of line"))
+}
+
+// orList joins alternatives as "a, b or c".
+func orList(w []string) string {
+	if len(w) == 1 {
+		return w[0]
+	}
 	return strings.Join(w[:len(w)-1], ", ") + " or " + w[len(w)-1]
 }
 
@@ -766,7 +813,7 @@ func (p *parser) addrSpec(a *addrSpec) bool {
 		p.next()
 		a.not = true
 	}
-	t := p.next()
+	t := p.nextInLine()
 	switch {
 	case t.is("any"):
 		if a.not {
@@ -777,7 +824,7 @@ func (p *parser) addrSpec(a *addrSpec) bool {
 		return true
 	case t.kind == tokLBrace:
 		for {
-			it := p.next()
+			it := p.nextInLine()
 			switch {
 			case it.kind == tokComma:
 				continue
@@ -819,7 +866,7 @@ func (p *parser) portSpec(ps *portSpec) bool {
 		p.next()
 		ps.not = true
 	}
-	t := p.next()
+	t := p.nextInLine()
 	if t.kind != tokLBrace {
 		item, ok := p.portItem(t)
 		if ok {
@@ -828,7 +875,7 @@ func (p *parser) portSpec(ps *portSpec) bool {
 		return ok
 	}
 	for {
-		it := p.next()
+		it := p.nextInLine()
 		switch {
 		case it.kind == tokComma:
 			continue
@@ -880,12 +927,12 @@ func (p *parser) icmpTypes(r *ruleDecl) bool {
 		p.expected(t, r.protoName+" type name or number")
 		return false
 	}
-	t := p.next()
+	t := p.nextInLine()
 	if t.kind != tokLBrace {
 		return one(t)
 	}
 	for {
-		it := p.next()
+		it := p.nextInLine()
 		switch it.kind {
 		case tokComma:
 			continue
@@ -936,11 +983,12 @@ var limitKeys = map[string]intSetting{
 	"ftp-line":           {func(l *Limits) *int { return &l.FTPLine }, 128, 8192},
 }
 
-const (
-	timeoutNames = "tcp-idle, tcp-synwait, tcp-finwait, udp-idle, icmp-idle, ftp-expect or tftp-expect"
-	limitNames   = "sessions, half-open, half-open-per-host, expectations or ftp-line"
-	ftpNames     = "min-data-port or active-source-port"
-)
+// settingNames lists each settings block's keys in documentation order.
+var settingNames = map[string][]string{
+	"timeouts": {"tcp-idle", "tcp-synwait", "tcp-finwait", "udp-idle", "icmp-idle", "ftp-expect", "tftp-expect"},
+	"limits":   {"sessions", "half-open", "half-open-per-host", "expectations", "ftp-line"},
+	"ftp":      {"min-data-port", "active-source-port"},
+}
 
 // parseSettings parses a timeouts, limits or ftp block.
 func (p *parser) parseSettings() {
@@ -957,7 +1005,8 @@ func (p *parser) parseSettings() {
 		return
 	}
 	p.next()
-	names := map[string]string{"timeouts": timeoutNames, "limits": limitNames, "ftp": ftpNames}[kw.text]
+	keys := settingNames[kw.text]
+	names := orList(append(slices.Clone(keys), `"}"`))
 	for {
 		p.skipBlank(true)
 		key := p.peek()
@@ -972,15 +1021,11 @@ func (p *parser) parseSettings() {
 		}
 		p.next()
 		if key.kind != tokWord {
-			p.expected(key, names+" or \"}\"")
+			p.expected(key, names)
 			continue
 		}
-		_, isT := timeoutKeys[key.text]
-		_, isL := limitKeys[key.text]
-		_, isF := map[string]bool{"min-data-port": true, "active-source-port": true}[key.text]
-		known := (kw.text == "timeouts" && isT) || (kw.text == "limits" && isL) || (kw.text == "ftp" && isF)
-		if !known {
-			p.expected(key, names+" or \"}\"")
+		if !slices.Contains(keys, key.text) {
+			p.expected(key, names)
 			if v := p.peek(); v.kind == tokWord {
 				p.next() // its value
 			}
@@ -997,29 +1042,37 @@ func (p *parser) parseSettings() {
 			continue
 		}
 		p.next()
+		var ok bool
 		switch kw.text {
 		case "timeouts":
-			p.setTimeout(key, val)
+			ok = p.setTimeout(key, val)
 		case "limits":
-			p.setLimit(key, val)
+			ok = p.setLimit(key, val)
 		default:
-			p.setFTP(key, val)
+			ok = p.setFTP(key, val)
+		}
+		if !ok {
+			// Skip the rest of a value written in words ("1 hour").
+			for t := p.peek(); t.kind == tokWord && !slices.Contains(keys, t.text) && !p.atLineStart(); t = p.peek() {
+				p.next()
+			}
 		}
 	}
 }
 
-func (p *parser) setTimeout(key, val token) {
+func (p *parser) setTimeout(key, val token) bool {
 	s := timeoutKeys[key.text]
 	d, err := time.ParseDuration(val.text)
 	if err != nil || val.text[0] == '-' || val.text[0] == '+' {
 		p.expected(val, "duration (like 30s, 5m or 1h)")
-		return
+		return false
 	}
 	if d < s.min || d > s.max {
 		p.errorf(val, "%s %s out of range (%s to %s)", key.text, val.text, fmtDur(s.min), fmtDur(s.max))
-		return
+		return true
 	}
 	*s.p(&p.timeouts) = d
+	return true
 }
 
 // fmtDur prints whole hours and minutes without the zero parts Go adds.
@@ -1033,21 +1086,22 @@ func fmtDur(d time.Duration) string {
 	return d.String()
 }
 
-func (p *parser) setLimit(key, val token) {
+func (p *parser) setLimit(key, val token) bool {
 	s := limitKeys[key.text]
 	if !isDigits(val.text) {
 		p.expected(val, "number")
-		return
+		return false
 	}
 	n, err := strconv.Atoi(val.text)
 	if err != nil || n < s.min || n > s.max {
 		p.errorf(val, "%s %s out of range (%d to %d)", key.text, val.text, s.min, s.max)
-		return
+		return true
 	}
 	*s.p(&p.limits) = n
+	return true
 }
 
-func (p *parser) setFTP(key, val token) {
+func (p *parser) setFTP(key, val token) bool {
 	if key.text == "active-source-port" {
 		switch val.text {
 		case "20":
@@ -1056,13 +1110,15 @@ func (p *parser) setFTP(key, val token) {
 			p.ftp.ActiveSourcePortAny = true
 		default:
 			p.expected(val, "20 or any")
+			return false
 		}
-		return
+		return true
 	}
 	n, ok := parsePort(val.text)
 	if !ok || n == 0 {
 		p.expected(val, "port number 1 to 65535")
-		return
+		return false
 	}
 	p.ftp.MinDataPort = n
+	return true
 }
