@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -109,17 +110,17 @@ func (n NS) DialContext(ctx context.Context, network, address string) (net.Conn,
 	return c, err
 }
 
-// DialFrom connects to address from inside the namespace using the local
-// address laddr (host or host:port).
-func (n NS) DialFrom(ctx context.Context, network, laddr, address string) (net.Conn, error) {
+// DialFrom connects to address over TCP from inside the namespace with
+// local address laddr (the zero Addr lets the kernel choose).
+func (n NS) DialFrom(ctx context.Context, laddr netip.Addr, address string) (net.Conn, error) {
 	var c net.Conn
 	err := n.Do(func() error {
-		la, err := net.ResolveTCPAddr(network, laddr)
-		if err != nil {
-			return err
+		var d net.Dialer
+		if laddr.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(laddr, 0))
 		}
-		d := net.Dialer{LocalAddr: la}
-		c, err = d.DialContext(ctx, network, address)
+		var err error
+		c, err = d.DialContext(ctx, "tcp", address)
 		return err
 	})
 	return c, err
