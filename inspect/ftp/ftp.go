@@ -138,8 +138,9 @@ const (
 	reasonNULReply = "ftp: NUL byte in a reply line, ignored"
 )
 
-// maxAhead is how many consecutive segments beyond a gap are dropped
-// before the stream resynchronises at the new position.
+// maxAhead is the number of consecutive segments beyond a gap after which
+// the stream gives up on the missing bytes: the first maxAhead-1 are
+// dropped, the next is accepted and the stream resynchronises there.
 const maxAhead = 3
 
 // Inspect judges one segment of the control session. It implements
@@ -195,7 +196,6 @@ func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 		// Third segment in a row beyond a gap: give up on the missing
 		// bytes and resynchronise at the next line end.
 		s.resync()
-		s.next = seq
 	} else {
 		payload = payload[-off:]
 	}
