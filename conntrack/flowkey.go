@@ -1,6 +1,9 @@
 package conntrack
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // flowKey is the table's internal key: both endpoints in a canonical order
 // (the smaller address and port first), so one map entry serves both
@@ -16,17 +19,22 @@ type flowKey struct {
 func canonical(k Key) flowKey {
 	a, b := k.Src.As16(), k.Dst.As16()
 	pa, pb := k.SrcPort, k.DstPort
-	if less(b, pb, a, pa) {
+	if less(&b, pb, &a, pa) {
 		a, b, pa, pb = b, a, pb, pa
 	}
 	return flowKey{a: a, b: b, pa: pa, pb: pb, proto: k.Proto, v6: k.Src.Is6()}
 }
 
-func less(a [16]byte, pa uint16, b [16]byte, pb uint16) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
+// less orders endpoints by address, then port, comparing the addresses as
+// two big-endian 64-bit halves.
+func less(a *[16]byte, pa uint16, b *[16]byte, pb uint16) bool {
+	ah, bh := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	if ah != bh {
+		return ah < bh
+	}
+	al, bl := binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:])
+	if al != bl {
+		return al < bl
 	}
 	return pa < pb
 }
