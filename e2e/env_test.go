@@ -20,13 +20,16 @@ type firewall struct {
 	// stateful firewalls must block what was not negotiated; "none" lets
 	// everything through, and negative tests use it as their control.
 	stateful bool
-	setup    func(t *testing.T, e *env)
+	// check, if set, runs before the lab is built: a firewall that cannot
+	// run fails fast there.
+	check func(t *testing.T)
+	setup func(t *testing.T, e *env)
 }
 
 var firewalls = []firewall{
 	{name: "none", setup: func(*testing.T, *env) {}},
 	{name: "kernel", stateful: true, setup: setupKernel},
-	{name: "inspectd", stateful: true, setup: setupInspectd}, // inspectd-dependent
+	{name: "inspectd", stateful: true, check: checkInspectd, setup: setupInspectd}, // inspectd-dependent
 }
 
 // wantFirewall reports whether E2E_FIREWALLS (default: all) selects name.
@@ -70,6 +73,10 @@ type env struct {
 
 func newEnv(t *testing.T, fw firewall) *env {
 	t.Helper()
+	if fw.check != nil {
+		lab.Require(t)
+		fw.check(t)
+	}
 	l := lab.New(t)
 	e := &env{fw: fw, lab: l, ftpRoot: t.TempDir(), tftpRoot: t.TempDir(), work: t.TempDir(),
 		sums: make(map[string]string)}
@@ -187,15 +194,22 @@ func setupKernel(t *testing.T, e *env) {
 // labRules is the rule file the inspectd firewall runs with.
 var labRules = filepath.Join(repoRoot, "examples", "lab.rules")
 
+// checkInspectd fails unless the inspectd binary and examples/lab.rules
+// exist. inspectd-dependent.
+func checkInspectd(t *testing.T) {
+	t.Helper()
+	requireInspectd(t)
+	if _, err := os.Stat(labRules); err != nil {
+		t.Fatalf("inspectd firewall needs %s: %v", labRules, err)
+	}
+}
+
 // setupInspectd starts inspectd on the edge with examples/lab.rules.
 // inspectd-dependent.
 func setupInspectd(t *testing.T, e *env) {
 	rules, err := filepath.Abs(labRules)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(rules); err != nil {
-		t.Fatalf("inspectd firewall needs %s: %v", labRules, err)
 	}
 	e.startInspectd(t, rules)
 }
