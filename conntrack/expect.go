@@ -118,6 +118,10 @@ func (t *Table) RemoveExpectation(id uint64) bool {
 	return false
 }
 
+// CancelExpectations removes the pending expectations owned by the
+// session with ID parent.
+func (t *Table) CancelExpectations(parent uint64) { t.dropExpectations(parent) }
+
 func (t *Table) dropExpectation(e *Expectation) {
 	if e.gone {
 		return

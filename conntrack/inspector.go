@@ -49,6 +49,10 @@ type Result struct {
 	// engine adds it to the table owned by this session.
 	Expect    Expect
 	HasExpect bool
+	// Cancel asks the engine to remove the session's pending
+	// expectations (before adding Expect, if any): the server refused
+	// what the hole was opened for.
+	Cancel bool
 	// NoOffload asks that the session is never offloaded to the kernel
 	// fast path (control channels must stay visible).
 	NoOffload bool

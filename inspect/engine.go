@@ -280,6 +280,9 @@ func (e *Engine) inspect(s *conntrack.Session, dir conntrack.Dir, m Meta) (v Ver
 	if r.Reason != "" {
 		e.emitSession(Event{Kind: Note, Reason: r.Reason, In: m.In}, s, m.Time)
 	}
+	if r.Cancel {
+		e.table.CancelExpectations(s.ID)
+	}
 	if r.HasExpect {
 		x, err := e.table.Expect(s, r.Expect, m.Time)
 		if err != nil {
