@@ -72,13 +72,36 @@ type matcher struct {
 	rule         *Rule
 }
 
+// prefilter is a compact, necessary condition for a matcher: the families
+// it can match and the hulls of its port ranges. Match scans these small
+// entries and looks at the full matcher only when one passes.
+type prefilter struct {
+	dlo, dhi, slo, shi uint16
+	fam                uint8
+}
+
+func (m *portMatcher) hull() (lo, hi uint16) {
+	if m.any || m.not {
+		return 0, 65535
+	}
+	hi = m.hi
+	if len(m.more) > 0 {
+		hi = m.more[len(m.more)-1].Hi
+	}
+	return m.lo, hi
+}
+
 // compile builds the per-class matcher lists of b.
 func (b *Block) compile() {
 	for _, r := range b.Rules {
 		m := compileRule(r)
+		pf := prefilter{fam: m.fam}
+		pf.dlo, pf.dhi = m.dport.hull()
+		pf.slo, pf.shi = m.sport.hull()
 		for c := range numClasses {
 			if r.Proto == 0 || protoClass(r.Proto) == c {
 				b.m[c] = append(b.m[c], m)
+				b.pre[c] = append(b.pre[c], pf)
 			}
 		}
 	}
@@ -293,7 +316,9 @@ func (m *addrMatcher) match6(x u128) bool {
 // none does (the block default then applies). It does not count hits and
 // does not allocate; it is safe for concurrent use.
 func (b *Block) Match(f *Flow) *Rule {
-	ms := b.m[protoClass(f.Proto)]
+	c := protoClass(f.Proto)
+	ms, pre := b.m[c], b.pre[c]
+	dp, sp := f.DstPort, f.SrcPort
 	src, dst := f.Src.Unmap(), f.Dst.Unmap()
 	fam := famInvalid
 	var s4, d4 uint32
@@ -307,11 +332,14 @@ func (b *Block) Match(f *Flow) *Rule {
 		fam = famV6
 		s6, d6 = addrU128(src), addrU128(dst)
 	}
-	for i := range ms {
+	for i := range pre {
+		p := &pre[i]
+		if p.fam&fam == 0 || dp < p.dlo || dp > p.dhi || sp < p.slo || sp > p.shi {
+			continue
+		}
 		m := &ms[i]
-		if m.fam&fam == 0 ||
-			!m.dport.match(f.DstPort) ||
-			!m.sport.match(f.SrcPort) ||
+		if !m.dport.match(dp) ||
+			!m.sport.match(sp) ||
 			m.hasTypes && m.types[f.ICMPType>>6]&(1<<(f.ICMPType&63)) == 0 {
 			continue
 		}

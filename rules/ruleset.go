@@ -93,8 +93,10 @@ type Block struct {
 	// Rules are the block's rules in order.
 	Rules []*Rule
 
-	// m holds the compiled rules, one list per protocol class.
-	m [numClasses][]matcher
+	// m holds the compiled rules, one list per protocol class, and pre
+	// their prefilters (same length and order).
+	m   [numClasses][]matcher
+	pre [numClasses][]prefilter
 }
 
 // Pos is a position in a rule file.
