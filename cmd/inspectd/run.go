@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/inspectd/inspectd/internal/daemon"
+)
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "--rules FILE [flags]", `Runs the daemon on the edge box: installs its kernel hooks on the forward
+path (unless --no-hooks), reads the netfilter queues with one engine per
+queue, and decides every new flow by the rules. SIGHUP reloads the rules
+(a file with errors is refused and the old rules stay); SIGINT or SIGTERM
+removes the hooks and stops. See docs/LIVE.md.
+
+Examples:
+  inspectd run --rules /etc/inspectd/inspectd.rules
+  inspectd run --rules lab.rules --queues 2 --log-format json
+  inspectd run --rules lab.rules --no-hooks      # print the hooks, manage them yourself`, stderr)
+	var o daemon.Options
+	fs.StringVar(&o.RulesFile, "rules", "", "rule `FILE` (required)")
+	fs.IntVar(&o.Queues, "queues", 1, "number of queues and workers")
+	queue := fs.Uint("queue", 0, "first queue `number`; the daemon uses queue..queue+queues-1")
+	fs.BoolVar(&o.NoHooks, "no-hooks", false, "do not install kernel hooks; print them instead")
+	fs.BoolVar(&o.FailOpen, "fail-open", false, "let packets pass while no daemon reads the queues (default: fail closed)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "auto", "console, json or auto (console on a terminal)")
+	mark := fs.String("mark", "0x10000000", "packet/connection mark `bit` of offloaded flows")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if o.RulesFile == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	if *queue > 65535 {
+		fmt.Fprintln(stderr, "inspectd run: --queue must be 0..65535")
+		return 2
+	}
+	o.FirstQueue = uint16(*queue)
+	m, err := strconv.ParseUint(*mark, 0, 32)
+	if err != nil || m == 0 || m&(m-1) != 0 {
+		fmt.Fprintf(stderr, "inspectd run: --mark must be a single bit such as 0x10000000, not %q\n", *mark)
+		return 2
+	}
+	o.Mark = uint32(m)
+	o.Stdout = stdout
+	if err := daemon.Run(context.Background(), o); err != nil {
+		fmt.Fprintln(stderr, "inspectd run:", err)
+		return 1
+	}
+	return 0
+}
