@@ -22,7 +22,6 @@ type command struct {
 
 func commands() []command {
 	return []command{
-
 		{"run", "run the daemon on the edge box", cmdRun},
 		{"check", "check a rule file", cmdCheck},
 		{"replay", "run captures through the engine", cmdReplay},
