@@ -46,6 +46,8 @@ type Session struct {
 	// PickedUp is set for a TCP session picked up in the middle of its
 	// life (no handshake seen).
 	PickedUp bool
+	gone     bool // removed from the table
+	halfOpen bool // counted among the half-open sessions
 
 	// Inspector is the session's ALG, or nil.
 	Inspector Inspector
@@ -55,10 +57,8 @@ type Session struct {
 	// Packets and Bytes count traffic per direction (indexed by Dir).
 	Packets, Bytes [2]uint64
 
-	tcp      [2]tcpPeer // per direction, indexed by Dir of the sender
-	expires  int64      // Unix nanoseconds; the session is dead after this
-	gone     bool       // removed from the table
-	halfOpen bool       // counted among the half-open sessions
+	tcp     [2]tcpPeer // per direction, indexed by Dir of the sender
+	expires int64      // Unix nanoseconds; the session is dead after this
 }
 
 // dirOf returns the direction of a packet with key k in the session.

@@ -88,7 +88,7 @@ const maxExpectPerParent = 8
 // Table is the session table of one worker.
 type Table struct {
 	cfg      Config
-	sessions map[flowKey]*Session
+	sessions index
 	nextID   uint64
 
 	halfOpen        int
@@ -113,7 +113,7 @@ func New(cfg Config) *Table {
 	}
 	return &Table{
 		cfg:             cfg,
-		sessions:        make(map[flowKey]*Session),
+		sessions:        newIndex(cfg.Limits.Sessions),
 		nextID:          cfg.IDBase,
 		halfOpenPerHost: make(map[netip.Addr]int32),
 		expects:         make(map[expectKey]*Expectation),
@@ -151,10 +151,14 @@ func fillLimits(l *Limits) {
 func (t *Table) SetTimeouts(to Timeouts) { fillTimeouts(&to); t.cfg.Timeouts = to }
 
 // SetLimits changes the table's limits; see SetTimeouts.
-func (t *Table) SetLimits(l Limits) { fillLimits(&l); t.cfg.Limits = l }
+func (t *Table) SetLimits(l Limits) {
+	fillLimits(&l)
+	t.cfg.Limits = l
+	t.sessions.resize(l.Sessions)
+}
 
 // Len returns the number of sessions in the table.
-func (t *Table) Len() int { return len(t.sessions) }
+func (t *Table) Len() int { return t.sessions.n }
 
 // HalfOpen returns the number of half-open TCP sessions.
 func (t *Table) HalfOpen() int { return t.halfOpen }
@@ -179,7 +183,7 @@ func (t *Table) advance(now time.Time) int64 {
 // returned.
 func (t *Table) Lookup(k Key, now time.Time) (*Session, Dir) {
 	n := t.advance(now)
-	s := t.sessions[canonical(k)]
+	s := t.sessions.get(k)
 	if s == nil {
 		return nil, Original
 	}
@@ -193,7 +197,7 @@ func (t *Table) Lookup(k Key, now time.Time) (*Session, Dir) {
 // Peek finds a session by key without changing anything, for ICMP errors
 // and for lookups from other workers.
 func (t *Table) Peek(k Key) (*Session, Dir) {
-	s := t.sessions[canonical(k)]
+	s := t.sessions.get(k)
 	if s == nil || s.gone || s.expires <= t.now {
 		return nil, Original
 	}
@@ -207,16 +211,15 @@ func (t *Table) Peek(k Key) (*Session, Dir) {
 func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
 	n := t.advance(now)
 	k := KeyOf(p)
-	ck := canonical(k)
-	if old := t.sessions[ck]; old != nil {
+	if old := t.sessions.get(k); old != nil {
 		if old.expires > n {
 			return nil, ErrExists
 		}
 		t.remove(old, "idle timeout")
 	}
-	if len(t.sessions) >= t.cfg.Limits.Sessions {
+	if t.sessions.n >= t.cfg.Limits.Sessions {
 		t.expireSome(n, 64)
-		if len(t.sessions) >= t.cfg.Limits.Sessions {
+		if t.sessions.n >= t.cfg.Limits.Sessions {
 			return nil, ErrTableFull
 		}
 	}
@@ -247,7 +250,7 @@ func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, 
 	default:
 		s.State = StateNew
 	}
-	t.sessions[ck] = s
+	t.sessions.insert(s)
 	s.expires = n + int64(t.timeout(s))
 	t.schedule(s.expires, s, nil)
 	return s, nil
@@ -280,7 +283,7 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 // flow still carries traffic that did not pass through the engine.
 func (t *Table) Touch(k Key, now time.Time) bool {
 	n := t.advance(now)
-	s := t.sessions[canonical(k)]
+	s := t.sessions.get(k)
 	if s == nil || s.gone || s.expires <= n {
 		return false
 	}
@@ -298,21 +301,22 @@ func (t *Table) Remove(s *Session, why string) {
 
 // Sessions calls fn for each live session; fn must not change the table.
 func (t *Table) Sessions(fn func(*Session)) {
-	for _, s := range t.sessions {
+	t.sessions.each(func(s *Session) {
 		if !s.gone && s.expires > t.now {
 			fn(s)
 		}
-	}
+	})
 }
 
 // Get returns the live session with the given ID, or nil.
 func (t *Table) Get(id uint64) *Session {
-	for _, s := range t.sessions {
+	var found *Session
+	t.sessions.each(func(s *Session) {
 		if s.ID == id && !s.gone {
-			return s
+			found = s
 		}
-	}
-	return nil
+	})
+	return found
 }
 
 func (t *Table) timeout(s *Session) time.Duration {
@@ -350,10 +354,7 @@ func (t *Table) leaveHalfOpen(s *Session) {
 func (t *Table) remove(s *Session, why string) {
 	s.gone = true
 	t.leaveHalfOpen(s)
-	ck := canonical(s.Key)
-	if t.sessions[ck] == s {
-		delete(t.sessions, ck)
-	}
+	t.sessions.remove(s)
 	t.dropExpectations(s.ID)
 	if t.cfg.OnClose != nil {
 		t.cfg.OnClose(s, why)
