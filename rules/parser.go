@@ -60,13 +60,6 @@ const (
 	portSetKind
 )
 
-func (k setKind) String() string {
-	if k == portSetKind {
-		return "port set"
-	}
-	return "address set"
-}
-
 // withArticle returns "an address set" or "a port set".
 func (k setKind) withArticle() string {
 	if k == portSetKind {
