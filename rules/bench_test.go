@@ -82,8 +82,8 @@ func BenchmarkMatch200Rules(b *testing.B) {
 		// A port inside the hull of many multi-range rules: they pass the
 		// prefilter and need the full check.
 		"tcp4-hull": flow(decode.ProtoTCP, "198.51.100.77", 40000, "192.0.2.250", 3500),
-		"udp4": flow(decode.ProtoUDP, "198.51.100.77", 40000, "192.0.2.250", 65000),
-		"icmp": icmpFlow(decode.ProtoICMP, "198.51.100.77", "192.0.2.250", 8),
+		"udp4":      flow(decode.ProtoUDP, "198.51.100.77", 40000, "192.0.2.250", 65000),
+		"icmp":      icmpFlow(decode.ProtoICMP, "198.51.100.77", "192.0.2.250", 8),
 	}
 	for _, name := range []string{"tcp4", "tcp4-hull", "tcp6", "udp4", "icmp"} {
 		f := flows[name]

@@ -39,6 +39,7 @@ type portSpec struct {
 	items []portItem
 }
 
+// ruleDecl is a parsed rule, its sets not yet expanded.
 type ruleDecl struct {
 	tok       token // first token (permit or deny)
 	text      string
@@ -53,6 +54,7 @@ type ruleDecl struct {
 	log       bool
 }
 
+// setKind tells address sets from port sets.
 type setKind uint8
 
 const (
@@ -68,6 +70,7 @@ func (k setKind) withArticle() string {
 	return "an address set"
 }
 
+// setDecl is a `set` or `ports` definition.
 type setDecl struct {
 	name  string
 	tok   token // the name
@@ -81,12 +84,14 @@ type setDecl struct {
 	resPorts []PortRange
 }
 
+// ifaceDecl is an `interface` statement.
 type ifaceDecl struct {
 	name, dev       string
 	nameTok, devTok token
 	nets            []addrItem
 }
 
+// blockDecl is an `in on` block.
 type blockDecl struct {
 	inTok   token
 	nameTok token
@@ -94,9 +99,6 @@ type blockDecl struct {
 	log     bool
 	rules   []*ruleDecl
 }
-
-// settings records which keys a settings block set, for duplicate checks.
-type settingsSeen map[string]token
 
 // parser turns tokens into declarations, collecting every error.
 type parser struct {
@@ -115,7 +117,7 @@ type parser struct {
 	timeouts Timeouts
 	limits   Limits
 	ftp      FTPOptions
-	seen     settingsSeen
+	seen     map[string]token // "BLOCK KEY" of each setting given: where
 }
 
 // topKeywords start top-level statements.
@@ -517,6 +519,7 @@ func (p *parser) parseSet(kind setKind) {
 		}
 		if t.kind == tokEOF || p.atTopKeyword() {
 			p.errorf(t, "expected \"}\" to close %s %s opened at %d:%d, found %s", kw.text, name.text, lb.line, lb.col, t.describe())
+			d.bad = true
 			break
 		}
 		p.next()
@@ -774,11 +777,11 @@ func (p *parser) parseRule() (*ruleDecl, bool) {
 				p.errorf(t, "inspect on a deny rule: only permitted flows are inspected")
 				return nil, false
 			}
-			if want := map[string]uint8{"ftp": decode.ProtoTCP, "tftp": decode.ProtoUDP}[v.text]; r.proto != want {
-				wantName := "tcp"
-				if want == decode.ProtoUDP {
-					wantName = "udp"
-				}
+			want, wantName := decode.ProtoTCP, "tcp"
+			if v.text == "tftp" {
+				want, wantName = decode.ProtoUDP, "udp"
+			}
+			if r.proto != want {
 				p.errorf(v, "inspect %s needs protocol %s, rule has %s", v.text, wantName, r.protoName)
 				return nil, false
 			}
@@ -948,6 +951,7 @@ func (p *parser) icmpTypes(r *ruleDecl) bool {
 
 // Settings blocks.
 
+// durSetting describes a timeout key: where it goes and its bounds.
 type durSetting struct {
 	p        func(*Timeouts) *time.Duration
 	min, max time.Duration
@@ -963,6 +967,7 @@ var timeoutKeys = map[string]durSetting{
 	"tftp-expect": {func(t *Timeouts) *time.Duration { return &t.TFTPExpect }, time.Second, 10 * time.Minute},
 }
 
+// intSetting describes a limit key: where it goes and its bounds.
 type intSetting struct {
 	p        func(*Limits) *int
 	min, max int

@@ -22,7 +22,7 @@ func Parse(filename string, src []byte) (*Ruleset, error) {
 		timeouts:  DefaultTimeouts(),
 		limits:    DefaultLimits(),
 		ftp:       DefaultFTPOptions(),
-		seen:      settingsSeen{},
+		seen:      map[string]token{},
 	}
 	p.parse()
 	rs := p.resolve()
