@@ -291,3 +291,56 @@ func TestErrorListFormat(t *testing.T) {
 		t.Errorf("got %q", l.Error())
 	}
 }
+
+// TestParseErrors covers small error cases inline; testdata/broken holds
+// whole files.
+func TestParseErrors(t *testing.T) {
+	const head = "interface wan eth0\nin on wan default deny {\n"
+	tests := []struct{ src, want string }{
+		{head + "permit tcp from ! to any\n}", `test.rules:3:19: expected address, prefix, @set or any, found "to"`},
+		{head + "permit tcp from , to any\n}", `test.rules:3:17: expected address, prefix, @set or any, found ","`},
+		{head + "permit tcp from any to { ! }\n}", `test.rules:3:26: expected address, prefix, @set or "}", found "!"`},
+		{head + "permit tcp from @1x to any\n}", `test.rules:3:17: expected set name after "@", found "1x"`},
+		{head + "permit tcp to any port @\n}", `test.rules:3:24: expected set name after "@", found end of line`},
+		{head + "permit tcp to any port { { }\n}", `test.rules:3:26: expected port number, range, @set or "}", found "{"`},
+		{head + "permit tcp to any port { }\n}", `test.rules:3:26: empty port list`},
+		{head + "permit tcp to any port 1-99999\n}", `test.rules:3:24: port 1-99999 out of range (0 to 65535)`},
+		{head + "permit icmp type { @x }\n}", `test.rules:3:20: expected icmp type name, number or "}", found "@x"`},
+		{head + "permit tcp log {\n}", `test.rules:3:16: expected end of line, found "{"`},
+		{head + "@x\n}", `test.rules:3:1: expected permit, deny or "}", found "@x"`},
+		{"interface wan eth0\nin wan default deny { }", "test.rules:1:11: interface wan has no `in on wan` block\n" + `test.rules:2:4: expected on, found "wan"`},
+		{"interface wan eth0\nin on { }", "test.rules:1:11: interface wan has no `in on wan` block\n" + `test.rules:2:7: expected interface name, found "{"`},
+		{"interface wan eth0\nin on wan default deny x { }", `test.rules:2:24: expected log or "{", found "x"`},
+		{"interface wan eth0\nin on wan default deny log x { }", `test.rules:2:28: expected "{", found "x"`},
+		{"interface wan eth0 lan\nin on wan default deny { }", `test.rules:1:20: expected end of line, found "lan"`},
+		{"interface wan eth/0\nin on wan default deny { }", `test.rules:1:15: invalid device name "eth/0" (1 to 15 characters, no blanks, "/" or ":")`},
+		{"interface 0wan eth0", `test.rules:1:11: expected interface name, found "0wan"`},
+		{"set { }", `test.rules:1:5: expected set name, found "{"`},
+		{"set a 192.0.2.1", `test.rules:1:7: expected "{", found "192.0.2.1"`},
+		{"set a { ! }", `test.rules:1:9: expected address, prefix, @set or "}", found "!"`},
+		{"limits 5", `test.rules:1:8: expected "{", found "5"`},
+		{"limits { 5 }", `test.rules:1:10: expected sessions, half-open, half-open-per-host, expectations, ftp-line or "}", found "5"`},
+		{"limits { sessions }", `test.rules:1:19: expected value for sessions, found "}"`},
+		{"limits { sessions 99999999999999999999 }", `test.rules:1:19: sessions 99999999999999999999 out of range (1 to 67108864)`},
+		{"limits { half-open-per-host 9000 }", `test.rules:1:10: half-open-per-host 9000 exceeds half-open 8192`},
+		{"timeouts { tcp-idle -5s }", `test.rules:1:21: expected duration (like 30s, 5m or 1h), found "-5s"`},
+		{"timeouts { tcp-idle 1h", `test.rules:1:23: expected "}" to close timeouts opened at 1:10, found end of file`},
+		{"ftp { min-data-port 70000 }", `test.rules:1:21: expected port number 1 to 65535, found "70000"`},
+		{"}", `test.rules:1:1: expected interface, set, ports, in, timeouts, limits or ftp, found "}"`},
+	}
+	for _, tc := range tests {
+		_, err := Parse("test.rules", []byte(tc.src))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestStrings(t *testing.T) {
+	if s := (PortRange{21, 21}).String() + " " + (PortRange{1024, 65535}).String(); s != "21 1024-65535" {
+		t.Errorf("PortRange.String: %s", s)
+	}
+	if Permit.String() != "permit" || Deny.String() != "deny" {
+		t.Error("Action.String")
+	}
+}
