@@ -22,7 +22,8 @@ type replay struct {
 
 // replayCapture plays a pcap file through one Inspector per FTP control
 // session (TCP port 21), adding and consuming expectations the way the
-// engine does (single use, a new one replaces the session's old one).
+// engine does (single use, a new one replaces the session's old one, a
+// cancel removes it).
 func replayCapture(t *testing.T, name string, cfg Config) replay {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name))
@@ -85,6 +86,9 @@ func replayCapture(t *testing.T, name string, cfg Config) replay {
 			out.drops = append(out.drops, res.Reason)
 		case res.Reason != "":
 			out.notes = append(out.notes, res.Reason)
+		}
+		if res.Cancel {
+			delete(pending, s.ID)
 		}
 		if res.HasExpect {
 			pending[s.ID] = res.Expect

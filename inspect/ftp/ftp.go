@@ -5,12 +5,15 @@
 //
 // The inspector reassembles each direction's byte stream by TCP sequence
 // number, strips Telnet control sequences, splits the stream into lines
-// and recognises commands only at the start of a line. A data connection
-// is expected only after the server confirms it: 200 to PORT or EPRT, 227
-// to a pending PASV, 229 to a pending EPSV. PORT and EPRT must name the
-// client's own control address, 227 the server's own address, and data
-// ports below Config.MinDataPort are refused. docs/INSPECTION.md explains
-// each decision.
+// and recognises commands only at the start of a line. A passive data
+// connection is expected when the server announces it: 227 to a pending
+// PASV, 229 to a pending EPSV. An active one is expected as soon as the
+// client sends a valid PORT or EPRT (some servers connect before they
+// confirm), usable only by the server, and cancelled when the server
+// refuses the command (4xx or 5xx). PORT and EPRT must name the client's
+// own control address, 227 the server's own address, and data ports below
+// Config.MinDataPort are refused. docs/INSPECTION.md explains each
+// decision.
 //
 // An Inspector holds fixed-size state (two line buffers of Config.MaxLine
 // bytes and a short queue of commands awaiting replies) and does not
@@ -203,7 +206,7 @@ func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 	s.next = end
 	if in.scan(c, d, payload, &res) {
 		in.restore(d)
-		res.HasExpect = false
+		res.HasExpect, res.Cancel = false, false
 		res.Expect = conntrack.Expect{}
 	}
 	return res

@@ -178,9 +178,11 @@ func TestPassiveWithoutParentheses(t *testing.T) {
 func TestActive(t *testing.T) {
 	c := newConv(t, Config{}, client4, server4)
 	c.login()
-	c.ok(cli, "PORT 198,51,100,2,156,64\r\n")
-	wantExpect(t, c.send(srv, "200 PORT command successful.\r\n"),
+	// The hole opens with the command: the server may connect before it
+	// confirms (pyftpdlib does), and only the server can use it.
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,156,64\r\n"),
 		conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 156<<8 | 64, What: "ftp PORT"})
+	c.ok(srv, "200 PORT command successful.\r\n")
 
 	// A server on port 2121 connects from 2120 (L-1); with
 	// ActiveSourcePortAny, from any port.
@@ -188,12 +190,12 @@ func TestActive(t *testing.T) {
 		c = newConv(t, Config{ActiveSourcePortAny: anyPort}, client4, server4)
 		c.sess.Key.DstPort = 2121
 		c.login()
-		c.ok(cli, "port 198,51,100,2,4,1\r\n") // commands are case-insensitive
 		want := conntrack.Expect{Src: server4, SrcPort: 2120, Dst: client4, DstPort: 1025, What: "ftp PORT"}
 		if anyPort {
 			want.SrcPort = 0
 		}
-		wantExpect(t, c.send(srv, "200 OK\r\n"), want)
+		wantExpect(t, c.send(cli, "port 198,51,100,2,4,1\r\n"), want) // commands are case-insensitive
+		c.ok(srv, "200 OK\r\n")
 	}
 }
 
@@ -223,8 +225,7 @@ func TestPrivilegedPort(t *testing.T) {
 	// A configured lower bound.
 	c = newConv(t, Config{MinDataPort: 1}, client4, server4)
 	c.login()
-	c.ok(cli, "PORT 198,51,100,2,0,22\r\n")
-	wantExpect(t, c.send(srv, "200 OK\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 22, What: "ftp PORT"})
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,0,22\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 22, What: "ftp PORT"})
 }
 
 func TestPASVForeignAddress(t *testing.T) {
@@ -234,14 +235,58 @@ func TestPASVForeignAddress(t *testing.T) {
 	wantDrop(t, c.send(srv, "227 Entering Passive Mode (203,0,113,9,4,1).\r\n"), "ftp: 227 names 203.0.113.9, not the server 192.0.2.10")
 }
 
+// wantCancel checks that r passes, cancels the session's holes and says
+// why.
+func wantCancel(t *testing.T, r conntrack.Result, reason string) {
+	t.Helper()
+	if r.Drop || r.HasExpect || !r.Cancel || r.Reason != reason {
+		t.Fatalf("got %+v, want cancel with note %q", r, reason)
+	}
+}
+
 func TestPortRefusedByServer(t *testing.T) {
 	c := newConv(t, Config{}, client4, server4)
 	c.login()
-	c.ok(cli, "PORT 198,51,100,2,4,1\r\n")
-	wantNothing(t, c.send(srv, "500 Illegal PORT command.\r\n"))
+	port := conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"}
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,1\r\n"), port)
+	wantCancel(t, c.send(srv, "500 Illegal PORT command.\r\n"), "ftp: PORT refused by the server (500), hole cancelled")
 	// A later 200 answers a later command, not the refused PORT.
 	c.ok(cli, "NOOP\r\n")
 	c.ok(srv, "200 NOOP ok.\r\n")
+
+	// Any 4xx or 5xx refuses; EPRT likewise.
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,1\r\n"), port)
+	wantCancel(t, c.send(srv, "421 Service not available.\r\n"), "ftp: PORT refused by the server (421), hole cancelled")
+	port.What = "ftp EPRT"
+	wantExpect(t, c.send(cli, "EPRT |1|198.51.100.2|1025|\r\n"), port)
+	wantCancel(t, c.send(srv, "522 Network protocol not supported, use (2)\r\n"), "ftp: EPRT refused by the server (522), hole cancelled")
+
+	// A refusal of a PORT whose hole a later command replaced cancels
+	// nothing: the later hole stays.
+	port.What = "ftp PORT"
+	port.DstPort = 1026
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,1\r\nPORT 198,51,100,2,4,2\r\n"), port)
+	wantNothing(t, c.send(srv, "500 Illegal PORT command.\r\n"))
+	c.ok(srv, "200 PORT command successful.\r\n")
+
+	// A refused PORT and a PASV answered in one segment: the engine
+	// cancels first, then adds the passive hole.
+	port.DstPort = 1027
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,3\r\nPASV\r\n"), port)
+	r := c.send(srv, "500 Illegal PORT command.\r\n227 (192,0,2,10,4,4)\r\n")
+	if !r.Cancel || r.Reason != "ftp: PORT refused by the server (500), hole cancelled" {
+		t.Fatalf("got %+v, want cancel", r)
+	}
+	r.Cancel, r.Reason = false, ""
+	wantExpect(t, r, conntrack.Expect{Src: client4, Dst: server4, DstPort: 1028, What: "ftp PASV"})
+
+	// A refusal after a passive hole replaced the PORT's cancels nothing.
+	port.DstPort = 1029
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,5\r\nPASV\r\n"), port)
+	wantExpect(t, c.send(srv, "200 PORT ok.\r\n227 (192,0,2,10,4,6)\r\n"), conntrack.Expect{Src: client4, Dst: server4, DstPort: 1030, What: "ftp PASV"})
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,7\r\nPASV\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1031, What: "ftp PORT"})
+	wantExpect(t, c.send(srv, "227 (192,0,2,10,4,8)\r\n"), conntrack.Expect{Src: client4, Dst: server4, DstPort: 1032, What: "ftp PASV"})
+	wantNothing(t, c.send(srv, "500 late refusal\r\n"))
 }
 
 func TestReplyFromClient(t *testing.T) {
@@ -278,8 +323,8 @@ func TestPortSplitInThree(t *testing.T) {
 	c.login()
 	c.ok(cli, "PO")
 	c.ok(cli, "RT 198,51,1")
-	c.ok(cli, "00,2,4,1\r\n")
-	wantExpect(t, c.send(srv, "200 OK\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	wantExpect(t, c.send(cli, "00,2,4,1\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	c.ok(srv, "200 OK\r\n")
 }
 
 func Test227OneBytePerSegment(t *testing.T) {
@@ -296,15 +341,16 @@ func Test227OneBytePerSegment(t *testing.T) {
 func TestPipelined(t *testing.T) {
 	c := newConv(t, Config{}, client4, server4)
 	c.login()
-	c.ok(cli, "NOOP\r\nPORT 198,51,100,2,4,1\r\n")
-	// The 200 answering NOOP does not confirm the PORT ...
-	c.ok(srv, "200 NOOP ok.\r\n")
+	wantExpect(t, c.send(cli, "NOOP\r\nPORT 198,51,100,2,4,1\r\n"),
+		conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	// The 500 answering NOOP does not refuse the PORT ...
+	c.ok(srv, "500 NOOP not understood.\r\n")
 	// ... which the server then refuses.
-	wantNothing(t, c.send(srv, "500 no.\r\n"))
+	wantCancel(t, c.send(srv, "500 no.\r\n"), "ftp: PORT refused by the server (500), hole cancelled")
 
-	c.ok(cli, "NOOP\r\nPORT 198,51,100,2,4,2\r\n")
-	wantExpect(t, c.send(srv, "200 NOOP ok.\r\n200 PORT ok.\r\n"),
+	wantExpect(t, c.send(cli, "NOOP\r\nPORT 198,51,100,2,4,2\r\n"),
 		conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1026, What: "ftp PORT"})
+	c.ok(srv, "200 NOOP ok.\r\n200 PORT ok.\r\n")
 
 	// A bounce pipelined behind a harmless command drops the whole
 	// segment, and leaves no trace: the NOOP was not queued.
@@ -388,6 +434,52 @@ func TestAbortWithSingleReply(t *testing.T) {
 	pasv(c, 5001)
 }
 
+func TestAbortWithSingleReplyActive(t *testing.T) {
+	// The same in active mode: the 200 to the next PORT answers the ABOR
+	// in the inspector's books, but the PORT's hole opened with the
+	// command, so every transfer after the abort still gets its hole.
+	c := newConv(t, Config{}, client4, server4)
+	c.login()
+	active := func(port uint16) {
+		t.Helper()
+		wantExpect(t, c.send(cli, "PORT 198,51,100,2,"+itoa(int(port>>8))+","+itoa(int(port&255))+"\r\n"),
+			conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: port, What: "ftp PORT"})
+		c.ok(srv, "200 PORT command successful.\r\n")
+	}
+	active(5000)
+	c.ok(cli, "RETR f\r\n")
+	c.ok(srv, "150 Opening.\r\n")
+	c.ok(cli, "\xff\xf4\xff\xf2ABOR\r\n")
+	c.ok(srv, "226 Abort successful.\r\n")
+	for i := range 3 {
+		active(uint16(5001 + i))
+		c.ok(cli, "RETR f\r\n")
+		c.ok(srv, "150 Opening.\r\n")
+		c.ok(srv, "226 Transfer complete.\r\n")
+	}
+	// The books are one reply behind: a refusal of the RETR after a PORT
+	// is taken for the PORT's and cancels its hole. That fails closed, and
+	// costs nothing here: the refused RETR opens no data connection.
+	active(5010)
+	c.ok(cli, "RETR missing\r\n")
+	wantCancel(t, c.send(srv, "550 No such file.\r\n"), "ftp: PORT refused by the server (550), hole cancelled")
+	active(5011)
+}
+
+func TestRefusalInDroppedSegment(t *testing.T) {
+	// A segment dropped for a later line leaves no cancel behind: its
+	// retransmission is judged the same way.
+	c := newConv(t, Config{}, client4, server4)
+	c.login()
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,1\r\nPASV\r\n"),
+		conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	for range 2 {
+		wantDrop(t, c.send(srv, "500 no\r\n227 (203,0,113,9,4,1)\r\n"), "ftp: 227 names 203.0.113.9, not the server 192.0.2.10")
+	}
+	// A valid PORT pipelined before a bounce opens nothing either.
+	wantDrop(t, c.send(cli, "PORT 198,51,100,2,4,2\r\nPORT 203,0,113,9,0,80\r\n"), "ftp: PORT names 203.0.113.9, not the client 198.51.100.2")
+}
+
 func TestTelnet(t *testing.T) {
 	c := newConv(t, Config{}, client4, server4)
 	c.login()
@@ -441,9 +533,9 @@ func TestIPv6(t *testing.T) {
 	c.ok(cli, "EPSV\r\n")
 	wantExpect(t, c.send(srv, "229 Entering Extended Passive Mode (|||50000|)\r\n"),
 		conntrack.Expect{Src: client6, Dst: server6, DstPort: 50000, What: "ftp EPSV"})
-	c.ok(cli, "EPRT |2|2001:db8:1::2|50001|\r\n")
-	wantExpect(t, c.send(srv, "200 EPRT command successful.\r\n"),
+	wantExpect(t, c.send(cli, "EPRT |2|2001:db8:1::2|50001|\r\n"),
 		conntrack.Expect{Src: server6, SrcPort: 20, Dst: client6, DstPort: 50001, What: "ftp EPRT"})
+	c.ok(srv, "200 EPRT command successful.\r\n")
 	c.ok(cli, "EPSV 2\r\n")
 	wantExpect(t, c.send(srv, "229 (!!!50002!)\r\n"),
 		conntrack.Expect{Src: client6, Dst: server6, DstPort: 50002, What: "ftp EPSV"})
@@ -462,9 +554,9 @@ func TestEPSVAndEPRTOnIPv4(t *testing.T) {
 	c.ok(cli, "EPSV\r\n")
 	wantExpect(t, c.send(srv, "229 Entering Extended Passive Mode (|||1025|)\r\n"),
 		conntrack.Expect{Src: client4, Dst: server4, DstPort: 1025, What: "ftp EPSV"})
-	c.ok(cli, "EPRT |1|198.51.100.2|1026|\r\n")
-	wantExpect(t, c.send(srv, "200 OK\r\n"),
+	wantExpect(t, c.send(cli, "EPRT |1|198.51.100.2|1026|\r\n"),
 		conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1026, What: "ftp EPRT"})
+	c.ok(srv, "200 OK\r\n")
 	wantDrop(t, c.send(cli, "EPRT |2|2001:db8:1::2|1026|\r\n"), "ftp: EPRT |2| names 2001:db8:1::2 on an IPv4 session")
 	wantDrop(t, c.send(cli, "EPSV 2\r\n"), "ftp: EPSV 2 asks for another address family than the session's")
 	c.ok(cli, "EPSV\r\n")
@@ -535,8 +627,8 @@ func TestManyTransfers(t *testing.T) {
 		c.ok(srv, "150 Opening.\r\n")
 		c.ok(srv, "226 Transfer complete.\r\n")
 	}
-	c.ok(cli, "PORT 198,51,100,2,4,1\r\n")
-	wantExpect(t, c.send(srv, "200 ok\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	wantExpect(t, c.send(cli, "PORT 198,51,100,2,4,1\r\n"), conntrack.Expect{Src: server4, SrcPort: 20, Dst: client4, DstPort: 1025, What: "ftp PORT"})
+	c.ok(srv, "200 ok\r\n")
 	c.ok(cli, "STOR f\r\n")
 	c.ok(srv, "150 Ok to send data.\r\n226 Transfer complete.\r\n")
 }

@@ -87,7 +87,7 @@ func FuzzStream(f *testing.F) {
 				}
 			}
 			if r.Drop {
-				if r.Reason == "" || r.HasExpect {
+				if r.Reason == "" || r.HasExpect || r.Cancel {
 					t.Fatalf("drop %+v", r)
 				}
 				after := in.st

@@ -13,8 +13,8 @@ type cmdKind uint8
 
 const (
 	cmdOther   cmdKind = iota // anything that opens nothing
-	cmdPORT                   // PORT, accepted by 200
-	cmdEPRT                   // EPRT, accepted by 200
+	cmdPORT                   // PORT: opens at once, a 4xx/5xx reply cancels
+	cmdEPRT                   // EPRT: opens at once, a 4xx/5xx reply cancels
 	cmdPASV                   // PASV, answered by 227
 	cmdEPSV                   // EPSV, answered by 229
 	cmdEPSVAll                // EPSV ALL, accepted by 200
@@ -30,7 +30,9 @@ const queueLen = 8
 // pending is a command awaiting its reply.
 type pending struct {
 	kind cmdKind
-	port uint16 // PORT/EPRT: the data port the client named
+	// id numbers a PORT/EPRT whose hole was opened (never 0), so that a
+	// refusal cancels that hole only if no later one replaced it.
+	id uint8
 }
 
 // state is everything an Inspector remembers about its session, as one
@@ -41,6 +43,9 @@ type state struct {
 	q         [queueLen]pending // commands awaiting replies, oldest at head
 	head, cnt uint8
 	untracked uint16 // commands sent while the queue was full, after q
+
+	lastID uint8 // id given to the last PORT/EPRT that opened a hole
+	hole   uint8 // id of the PORT/EPRT whose hole is pending; 0 for none or a passive one
 
 	greeted   bool    // the server's greeting has been seen
 	multi     bool    // inside a multi-line reply
@@ -130,7 +135,10 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 	}
 	verb, arg := splitCommand(line)
 	k := cmdOther
-	var port uint16
+	var (
+		port uint16
+		id   uint8
+	)
 	switch {
 	case is(verb, "PORT"), is(verb, "EPRT"):
 		if st.epsvAll {
@@ -149,6 +157,11 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 		if is(verb, "EPRT") {
 			k = cmdEPRT
 		}
+		st.lastID++
+		if st.lastID == 0 {
+			st.lastID = 1
+		}
+		id = st.lastID
 	case is(verb, "PASV"):
 		if st.epsvAll {
 			note(res, noteEPSVAll)
@@ -174,8 +187,15 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 	case is(verb, "QUIT"):
 		k = cmdQUIT
 	}
-	if !st.push(pending{kind: k, port: port}) && k != cmdOther {
-		note(res, noteUntracked)
+	if !st.push(pending{kind: k, id: id}) {
+		if k != cmdOther {
+			note(res, noteUntracked)
+		}
+		return false
+	}
+	if k == cmdPORT || k == cmdEPRT {
+		in.expectActive(c, k, port, res)
+		st.hole = id
 	}
 	return false
 }
@@ -287,8 +307,13 @@ func (in *Inspector) reply(c *conntrack.Context, line []byte, long bool, res *co
 		return false
 	}
 	switch {
-	case (cmd.kind == cmdPORT || cmd.kind == cmdEPRT) && string(code) == "200":
-		in.expectActive(c, cmd, res)
+	case (cmd.kind == cmdPORT || cmd.kind == cmdEPRT) && (code[0] == '4' || code[0] == '5'):
+		if cmd.id == st.hole {
+			// The server refused the address: the hole opened for it goes.
+			st.hole = 0
+			res.Cancel = true
+			note(res, refusedNote(cmd.kind, code))
+		}
 	case cmd.kind == cmdPASV && string(code) == "227":
 		return in.expectPASV(c, line[3:], res)
 	case cmd.kind == cmdEPSV && string(code) == "229":
@@ -307,18 +332,31 @@ func (in *Inspector) reply(c *conntrack.Context, line []byte, long bool, res *co
 }
 
 // expectActive asks for the server's data connection to the client port
-// named by an accepted PORT or EPRT.
-func (in *Inspector) expectActive(c *conntrack.Context, cmd pending, res *conntrack.Result) {
+// named by a valid PORT or EPRT (kind). The hole opens with the command,
+// before the server answers: some servers (pyftpdlib) connect first and
+// confirm after. Only the server can use it, from its data port, to the
+// client's own address.
+func (in *Inspector) expectActive(c *conntrack.Context, kind cmdKind, port uint16, res *conntrack.Result) {
 	k := c.Session.Key
 	var sport uint16
 	if !in.cfg.ActiveSourcePortAny {
 		sport = k.DstPort - 1 // RFC 959: L-1, port 20 for a server on 21
 	}
 	what := "ftp PORT"
-	if cmd.kind == cmdEPRT {
+	if kind == cmdEPRT {
 		what = "ftp EPRT"
 	}
-	in.expect(res, k.Dst, sport, k.Src, cmd.port, what)
+	in.expect(res, k.Dst, sport, k.Src, port, what)
+}
+
+// refusedNote is the note for a PORT or EPRT the server refused with
+// code, whose hole is cancelled.
+func refusedNote(kind cmdKind, code []byte) string {
+	verb := "PORT"
+	if kind == cmdEPRT {
+		verb = "EPRT"
+	}
+	return "ftp: " + verb + " refused by the server (" + string(code) + "), hole cancelled"
 }
 
 // expectPASV checks a 227 reply's address and asks for the client's data
@@ -359,6 +397,7 @@ func (in *Inspector) expectEPSV(c *conntrack.Context, text []byte, res *conntrac
 }
 
 func (in *Inspector) expect(res *conntrack.Result, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, what string) {
+	in.st.hole = 0 // the new hole replaces any pending one (Replace)
 	res.HasExpect = true
 	res.Expect = conntrack.Expect{
 		Proto: decode.ProtoTCP, Src: src, SrcPort: sport, Dst: dst, DstPort: dport,
