@@ -154,7 +154,7 @@ type mmsghdr struct {
 // Netlink and nfnetlink_queue constants (linux/netfilter/nfnetlink_queue.h).
 const (
 	subsysQueue      = 3
-	msgPacket        = subsysQueue<<8 | 0
+	msgPacket        = subsysQueue << 8 // NFQNL_MSG_PACKET is 0
 	msgVerdict       = subsysQueue<<8 | 1
 	msgConfig        = subsysQueue<<8 | 2
 	attrPacketHdr    = 1

@@ -143,3 +143,26 @@ func In(t testing.TB, ns string, fn func()) {
 func Exec(ns string, name string, args ...string) ([]byte, error) {
 	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...).CombinedOutput()
 }
+
+// Go runs fn on a new goroutine in the caller's network namespace (which
+// a goroutine started with the go statement need not share, after Enter)
+// and returns a channel closed when fn returns.
+func Go(t testing.TB, fn func()) <-chan struct{} {
+	t.Helper()
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer f.Close()
+		runtime.LockOSThread() // never unlocked: the thread ends with fn
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Errorf("setns: %v", err)
+			return
+		}
+		fn()
+	}()
+	return done
+}

@@ -1,0 +1,346 @@
+// Package daemon is `inspectd run`: it loads the rules, installs the
+// kernel hooks, serves the netfilter queues with one inspect engine per
+// worker, logs what the engines do, reloads the rules on SIGHUP, keeps
+// offloaded sessions alive while the kernel still carries their traffic,
+// and removes its hooks on SIGINT or SIGTERM.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/hooks"
+	"github.com/inspectd/inspectd/internal/links"
+	"github.com/inspectd/inspectd/internal/nfq"
+	"github.com/inspectd/inspectd/rules"
+	"go.uber.org/zap"
+)
+
+// Options are what `inspectd run` flags set.
+type Options struct {
+	// RulesFile is the rule file (--rules).
+	RulesFile string
+	// Queues is the number of queues and workers (--queues); 0 means 1.
+	Queues int
+	// FirstQueue is the first queue number (--queue); the daemon uses
+	// FirstQueue .. FirstQueue+Queues-1.
+	FirstQueue uint16
+	// NoHooks leaves the kernel ruleset alone and prints the hooks the
+	// daemon would have installed to Stdout (--no-hooks).
+	NoHooks bool
+	// FailOpen lets packets pass while no daemon reads the queues, and
+	// when a queue is full (--fail-open). The default fails closed.
+	FailOpen bool
+	// LogLevel is debug, info, warn or error (--log-level); "" is info.
+	LogLevel string
+	// LogFormat is console, json or auto (--log-format): auto, or "",
+	// means console on a terminal and JSON otherwise.
+	LogFormat string
+	// Mark is the packet and connection mark bit of offloaded flows
+	// (--mark); 0 means nfq.DefaultMark.
+	Mark uint32
+	// KeepAlive is how often the kernel's conntrack table is read to keep
+	// offloaded sessions alive and the queue counters are checked; 0
+	// means 5s.
+	KeepAlive time.Duration
+	// Stdout receives the --no-hooks plan; nil means os.Stdout. Logs go
+	// to standard error.
+	Stdout io.Writer
+	// Logger, when set, is used instead of one built from LogLevel and
+	// LogFormat (for embedding and tests).
+	Logger *zap.Logger
+}
+
+// Log rate limits: sustained events per second and burst, shared by all
+// workers, so that a flood of denials cannot fill the disk.
+const (
+	logRate  = 100
+	logBurst = 500
+)
+
+// Run does what `inspectd run` does until ctx is done or SIGINT or
+// SIGTERM arrives; it then removes its hooks and returns nil. It returns
+// an error when it cannot start: bad options, rules with errors (each is
+// logged), hooks or queues that cannot be set up.
+func Run(ctx context.Context, o Options) error {
+	if o.Queues == 0 {
+		o.Queues = 1
+	}
+	if o.Mark == 0 {
+		o.Mark = nfq.DefaultMark
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 5 * time.Second
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	hcfg := hooks.Config{FirstQueue: o.FirstQueue, Queues: o.Queues, FailOpen: o.FailOpen, Mark: o.Mark}
+	if err := hcfg.Validate(); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		var err error
+		if log, err = newLogger(o.LogLevel, o.LogFormat, os.Stderr); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		defer log.Sync()
+	}
+
+	rs, err := loadRules(log, o.RulesFile)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	lim := newLimiter(logRate, logBurst)
+	ifaces, err := links.Watch(ctx, func(err error) { lim.warn(log, "links", err) })
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	keep, err := newKeeper(o.Mark)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer keep.close()
+	stats, err := os.Open(nfq.KernelStatsPath)
+	if err != nil {
+		return fmt.Errorf("daemon: kernel queue counters: %w", err)
+	}
+	defer stats.Close()
+
+	// Queues first, hooks second: traffic never meets a hook with no
+	// reader behind it.
+	engines := make([]*inspect.Engine, o.Queues)
+	queues := make([]*nfq.Queue, 0, o.Queues)
+	defer func() {
+		for _, q := range queues {
+			q.Close()
+		}
+	}()
+	audit := &auditor{log: log, lim: lim}
+	for i := range engines {
+		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues})
+		engines[i].Subscribe(audit.event)
+		qn := o.FirstQueue + uint16(i)
+		q, err := nfq.Open(nfq.Config{Queue: qn, FailOpen: o.FailOpen, GSO: true, Mark: o.Mark, Names: ifaces,
+			OnError: func(err error) { lim.warn(log, "queue", err) }})
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		queues = append(queues, q)
+	}
+	for _, e := range engines {
+		e.SetSiblings(engines)
+	}
+
+	hookMode := "installed"
+	if o.NoHooks {
+		plan, err := hooks.Plan(hcfg)
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		fmt.Fprint(o.Stdout, plan)
+		hookMode = "not installed (--no-hooks)"
+	} else {
+		left, err := hooks.Install(ctx, hcfg)
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		if left > 0 {
+			log.Warn("removed hooks left by an earlier run", zap.Int("chains", left))
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := hooks.Remove(rctx); err != nil {
+				log.Error("removing hooks", zap.Error(err))
+			} else {
+				log.Info("hooks removed")
+			}
+		}()
+	}
+
+	log.Info("inspectd started",
+		zap.String("queues", queueRange(o.FirstQueue, o.Queues)),
+		zap.Bool("fail_open", o.FailOpen),
+		zap.String("hooks", hookMode),
+		zap.String("mark", fmt.Sprintf("%#x", o.Mark)),
+		zap.Strings("interfaces", ifaces.Names()),
+		zap.String("rules", strings.TrimSpace(rs.Summary())))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Queues)
+	for i, q := range queues {
+		w := &worker{e: engines[i], keep: keep}
+		wg.Go(func() {
+			if err := q.Run(ctx, w); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Go(func() { maintain(ctx, log, lim, keep, stats, queues, o.FirstQueue, o.KeepAlive) })
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errs:
+			runErr = fmt.Errorf("daemon: %w", err)
+			stop()
+			break loop
+		case <-hup:
+			reload(log, o.RulesFile, engines)
+		}
+	}
+	wg.Wait()
+	for i, q := range queues {
+		s := q.Stats()
+		log.Info("queue closed", zap.Uint16("queue", o.FirstQueue+uint16(i)),
+			zap.Uint64("packets", s.Packets), zap.Uint64("accepted", s.Accepted), zap.Uint64("dropped", s.Dropped),
+			zap.Uint64("offloaded", s.Offloaded), zap.Uint64("verdict_errors", s.VerdictErrors))
+	}
+	log.Info("inspectd stopping")
+	return runErr
+}
+
+// loadRules parses the rule file, logging every error it has.
+func loadRules(log *zap.Logger, path string) (*rules.Ruleset, error) {
+	rs, err := rules.ParseFile(path)
+	if err == nil {
+		return rs, nil
+	}
+	var list rules.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			log.Error("rule error", zap.String("error", e.Error()))
+		}
+		return nil, fmt.Errorf("daemon: %s: %d errors in the rules", path, len(list))
+	}
+	log.Error("rules", zap.Error(err))
+	return nil, fmt.Errorf("daemon: %w", err)
+}
+
+// reload re-reads the rules and puts them in force in every engine, or
+// keeps the old ones when the file has errors.
+func reload(log *zap.Logger, path string, engines []*inspect.Engine) {
+	rs, err := loadRules(log, path)
+	if err != nil {
+		log.Error("reload refused, the old rules stay in force", zap.Error(err))
+		return
+	}
+	for _, e := range engines {
+		e.SetRules(rs)
+	}
+	log.Info("rules reloaded", zap.String("rules", strings.TrimSpace(rs.Summary())))
+}
+
+func queueRange(first uint16, n int) string {
+	if n == 1 {
+		return fmt.Sprint(first)
+	}
+	return fmt.Sprintf("%d-%d", first, int(first)+n-1)
+}
+
+// worker is a queue's Handler: its engine, plus the keep-alive of
+// offloaded sessions on the worker goroutine (the engine's tables belong
+// to it).
+type worker struct {
+	e    *inspect.Engine
+	keep *keeper
+	seen time.Time // time of the last kernel table read acted on
+}
+
+// Process hands the packet to the engine.
+func (w *worker) Process(data []byte, m inspect.Meta) inspect.Verdict { return w.e.Process(data, m) }
+
+// Tick advances the engine's expiry and, when the keeper has read the
+// kernel's table since the last tick, touches the offloaded sessions the
+// kernel saw traffic on since the previous read this worker acted on.
+func (w *worker) Tick(now time.Time) {
+	w.e.Tick(now)
+	a := w.keep.alive.Load()
+	if a == nil || !a.at.After(w.seen) {
+		return
+	}
+	for _, k := range w.e.Offloaded() {
+		if a.since(k, w.seen) {
+			w.e.Touch(k, now)
+		}
+	}
+	w.seen = a.at
+}
+
+// maintain runs every interval: the conntrack keep-alive read and the
+// kernel's queue overflow counters.
+func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, stats *os.File,
+	queues []*nfq.Queue, first uint16, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last map[uint16]nfq.KernelStats
+	lastOverflows := make([]uint64, len(queues))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := keep.poll(now); err != nil {
+				lim.warn(log, "conntrack keep-alive", err)
+			}
+			last = checkOverflow(log, stats, first, len(queues), last)
+			for i, q := range queues {
+				if n := q.Stats().Overflows; n != lastOverflows[i] {
+					log.Warn("queue socket overrun (ENOBUFS)", zap.Uint16("queue", first+uint16(i)),
+						zap.Uint64("new", n-lastOverflows[i]), zap.Uint64("total", n))
+					lastOverflows[i] = n
+				}
+			}
+		}
+	}
+}
+
+// checkOverflow reads the kernel's queue counters and logs any growth of
+// the drop counters of our queues. It returns the counters read.
+func checkOverflow(log *zap.Logger, f *os.File, first uint16, n int, last map[uint16]nfq.KernelStats) map[uint16]nfq.KernelStats {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		log.Warn("reading kernel queue counters", zap.Error(err))
+		return last
+	}
+	st, err := nfq.ParseKernelStats(f)
+	if err != nil {
+		log.Warn("reading kernel queue counters", zap.Error(err))
+		return last
+	}
+	cur := make(map[uint16]nfq.KernelStats, len(st))
+	for _, s := range st {
+		if s.Queue < first || int(s.Queue) >= int(first)+n {
+			continue
+		}
+		cur[s.Queue] = s
+		p := last[s.Queue]
+		if s.QueueDropped > p.QueueDropped || s.UserDropped > p.UserDropped {
+			log.Warn("queue overflow", zap.Uint16("queue", s.Queue),
+				zap.Uint64("queue_full", s.QueueDropped-p.QueueDropped),
+				zap.Uint64("socket_full", s.UserDropped-p.UserDropped),
+				zap.Uint64("queue_full_total", s.QueueDropped), zap.Uint64("socket_full_total", s.UserDropped))
+		}
+	}
+	return cur
+}

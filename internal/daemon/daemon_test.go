@@ -1,0 +1,325 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/internal/nfq/nstest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+const rulesV1 = `
+interface wan wan0
+interface lan lan0
+in on wan default deny log {
+    permit tcp from any to any port 2100
+}
+in on lan default deny log {
+}
+timeouts { tcp-idle 3s tcp-synwait 2s }
+`
+
+// rulesV2 also permits port 2200.
+const rulesV2 = `
+interface wan wan0
+interface lan lan0
+in on wan default deny log {
+    permit tcp from any to any port { 2100 2200 }
+}
+in on lan default deny log {
+}
+timeouts { tcp-idle 3s tcp-synwait 2s }
+`
+
+func writeRules(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunRefusesBadRules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.rules")
+	writeRules(t, path, "interface wan wan0\nin on wan default maybe {\n}\nbogus\n")
+	core, logs := observer.New(zap.DebugLevel)
+	err := Run(context.Background(), Options{RulesFile: path, Logger: zap.New(core)})
+	if err == nil || !strings.Contains(err.Error(), "errors in the rules") {
+		t.Fatalf("Run = %v, want a refusal naming the rule errors", err)
+	}
+	if n := logs.FilterMessage("rule error").Len(); n < 2 {
+		t.Fatalf("%d rule errors logged, want every error (at least 2)", n)
+	}
+	for _, e := range logs.FilterMessage("rule error").All() {
+		if !strings.Contains(e.ContextMap()["error"].(string), "bad.rules:") {
+			t.Errorf("rule error without file:line: %v", e.ContextMap())
+		}
+	}
+}
+
+func TestRunBadOptions(t *testing.T) {
+	if err := Run(context.Background(), Options{RulesFile: "x", Queues: -1}); err == nil {
+		t.Error("Run accepted -1 queues")
+	}
+	if err := Run(context.Background(), Options{RulesFile: "x", LogLevel: "loud"}); err == nil ||
+		!strings.Contains(err.Error(), "log level") {
+		t.Errorf("Run with a bad log level: %v", err)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	for _, format := range []string{"json", "console"} {
+		buf.Reset()
+		l, err := buildLogger(zapcore.InfoLevel, format, zapcore.AddSync(&buf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Debug("hidden")
+		l.Info("shown", zap.Int("n", 1))
+		out := buf.String()
+		if strings.Contains(out, "hidden") || !strings.Contains(out, "shown") {
+			t.Errorf("%s: %q", format, out)
+		}
+		if json := strings.HasPrefix(out, "{"); json != (format == "json") {
+			t.Errorf("%s: output %q", format, out)
+		}
+	}
+	if _, err := buildLogger(zapcore.InfoLevel, "xml", zapcore.AddSync(&buf)); err == nil {
+		t.Error("xml format accepted")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := newLogger("", "auto", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("to a file")
+	l.Sync()
+	b, _ := os.ReadFile(f.Name())
+	if !bytes.HasPrefix(b, []byte("{")) {
+		t.Errorf("auto format on a file is not JSON: %q", b)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(100, 0)
+	l := newLimiter(10, 3)
+	l.now = func() time.Time { return now }
+	for i := range 3 {
+		if ok, _ := l.allow(); !ok {
+			t.Fatalf("burst: line %d refused", i)
+		}
+	}
+	for range 5 {
+		if ok, _ := l.allow(); ok {
+			t.Fatal("line allowed beyond the burst")
+		}
+	}
+	now = now.Add(100 * time.Millisecond) // one token back
+	if ok, sup := l.allow(); !ok || sup != 5 {
+		t.Fatalf("after refill: allow = %v, %d suppressed; want true, 5", ok, sup)
+	}
+	if ok, _ := l.allow(); ok {
+		t.Fatal("second line allowed with no token")
+	}
+}
+
+// daemonUnderTest runs Run in the test's network namespace.
+type daemonUnderTest struct {
+	logs   *observer.ObservedLogs
+	cancel context.CancelFunc
+	done   <-chan struct{}
+	err    error
+}
+
+func startDaemon(t *testing.T, o Options) *daemonUnderTest {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	o.Logger = zap.New(core)
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemonUnderTest{logs: logs, cancel: cancel}
+	d.done = nstest.Go(t, func() { d.err = Run(ctx, o) })
+	d.wait(t, "inspectd started", 1)
+	return d
+}
+
+// wait waits until msg has been logged n times.
+func (d *daemonUnderTest) wait(t *testing.T, msg string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for d.logs.FilterMessage(msg).Len() < n {
+		select {
+		case <-d.done:
+			t.Fatalf("daemon stopped before logging %q: %v", msg, d.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q logged", msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *daemonUnderTest) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+	if d.err != nil {
+		t.Fatalf("Run: %v", d.err)
+	}
+}
+
+// echoServer listens on the topology's server for TCP on the given ports
+// and echoes.
+func echoServer(t *testing.T, tp *nstest.Topology, ports ...string) {
+	for _, port := range ports {
+		var ln net.Listener
+		var err error
+		nstest.In(t, tp.Server, func() { ln, err = net.Listen("tcp", net.JoinHostPort(nstest.ServerAddr, port)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go io.Copy(c, c)
+			}
+		}()
+	}
+}
+
+func dial(t *testing.T, tp *nstest.Topology, port string) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	nstest.In(t, tp.Client, func() {
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(nstest.ServerAddr, port), time.Second)
+	})
+	return c, err
+}
+
+func echo(c net.Conn, msg string) error {
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return err
+}
+
+// TestRunLive runs the daemon on a router namespace between a client and
+// a server: rules decide, denials and sessions are logged, an offloaded
+// flow outlives its idle timeout while it carries traffic, SIGHUP reloads
+// the rules (and refuses a broken file) keeping sessions, and stopping
+// removes the hooks.
+func TestRunLive(t *testing.T) {
+	nstest.Enter(t)
+	nstest.Need(t, "iptables-restore", "ip6tables-restore", "iptables-save")
+	tp := nstest.Route(t)
+	echoServer(t, tp, "2100", "2200")
+	path := filepath.Join(t.TempDir(), "inspectd.rules")
+	writeRules(t, path, rulesV1)
+	d := startDaemon(t, Options{RulesFile: path, Queues: 2, KeepAlive: 500 * time.Millisecond})
+	start := d.logs.FilterMessage("inspectd started").All()[0].ContextMap()
+	if start["queues"] != "0-1" || !strings.Contains(start["rules"].(string), "1 rule") {
+		t.Errorf("start-up summary %v", start)
+	}
+	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "-j INSPECTD-FWD") {
+		t.Fatalf("hooks not installed:\n%s", s)
+	}
+
+	c, err := dial(t, tp, "2100")
+	if err != nil {
+		t.Fatalf("permitted port: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, "hello"); err != nil {
+		t.Fatalf("permitted port: echo: %v", err)
+	}
+	if c2, err := dial(t, tp, "2200"); err == nil {
+		c2.Close()
+		t.Fatal("port 2200 admitted by rules v1")
+	}
+	d.wait(t, "deny", 1)
+	deny := d.logs.FilterMessage("deny").All()[0].ContextMap()
+	if deny["reason"] == "" || !strings.HasSuffix(deny["dst"].(string), ":2200") {
+		t.Errorf("deny logged as %v", deny)
+	}
+	d.wait(t, "session-open", 1)
+
+	// Traffic on the offloaded flow for twice its idle timeout: the
+	// keep-alive must keep the session. (tcp-synwait is below tcp-idle so
+	// that the table's first expiry check comes before the idle timeout;
+	// with KeepAlive disabled this session closes.)
+	for range 12 {
+		if err := echo(c, strings.Repeat("x", 1000)); err != nil {
+			t.Fatalf("offloaded flow: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if n := d.logs.FilterMessage("session-close").Len(); n != 0 {
+		t.Fatalf("session closed while its offloaded flow carried traffic: %v",
+			d.logs.FilterMessage("session-close").All()[0].ContextMap())
+	}
+
+	// A broken file is refused; the old rules stay.
+	writeRules(t, path, "in on nowhere default deny {\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	d.wait(t, "reload refused, the old rules stay in force", 1)
+	// A good file is put in force; the session survives.
+	writeRules(t, path, rulesV2)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	d.wait(t, "rules reloaded", 1)
+	c2, err := dial(t, tp, "2200")
+	if err != nil {
+		t.Fatalf("port 2200 after reload: %v", err)
+	}
+	c2.Close()
+	if err := echo(c, "still here"); err != nil {
+		t.Fatalf("session lost across reload: %v", err)
+	}
+
+	d.stop(t)
+	if s := nstest.Run(t, "iptables-save") + nstest.Run(t, "ip6tables-save"); strings.Contains(s, "INSPECTD") {
+		t.Fatalf("hooks left after stop:\n%s", s)
+	}
+	d.wait(t, "hooks removed", 1)
+}
+
+// TestRunNoHooks prints the plan and leaves the ruleset alone.
+func TestRunNoHooks(t *testing.T) {
+	nstest.Enter(t)
+	nstest.Need(t, "iptables-save")
+	path := filepath.Join(t.TempDir(), "inspectd.rules")
+	writeRules(t, path, rulesV1)
+	var out bytes.Buffer
+	d := startDaemon(t, Options{RulesFile: path, NoHooks: true, FirstQueue: 3, FailOpen: true, Stdout: &out})
+	if s := nstest.Run(t, "iptables-save"); strings.Contains(s, "INSPECTD") {
+		t.Errorf("--no-hooks installed hooks:\n%s", s)
+	}
+	d.stop(t)
+	if !strings.Contains(out.String(), "-j NFQUEUE --queue-num 3 --queue-bypass") {
+		t.Errorf("plan:\n%s", out.String())
+	}
+}

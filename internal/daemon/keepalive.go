@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/inspectd/inspectd/conntrack"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// keeper reads the kernel's conntrack table and tells when each
+// offloaded connection (one carrying the mark bit) last saw traffic. The
+// kernel resets a connection's timeout on every packet, so a connection
+// saw traffic when its expiry time moved later. Workers read the result
+// (alive) on their own goroutines and touch their sessions.
+type keeper struct {
+	mark uint32
+	h    *netlink.Handle
+	// expiry is each marked connection's kernel expiry time when it was
+	// last found alive (or first seen): small moves between reads, below
+	// the kernel's one-second resolution, add up until they count.
+	expiry map[conntrack.Key]time.Time
+	// aliveAt is when each marked connection was last found alive.
+	aliveAt map[conntrack.Key]time.Time
+	alive   atomic.Pointer[aliveSet]
+}
+
+// aliveSet is one read's result: for each marked connection the kernel
+// still has (keyed in the kernel's original direction), the time of the
+// read that last found it alive.
+type aliveSet struct {
+	at   time.Time // when the table was read
+	keys map[conntrack.Key]time.Time
+}
+
+// since reports whether k, in either direction, was found alive after t.
+func (a *aliveSet) since(k conntrack.Key, t time.Time) bool {
+	if at, ok := a.keys[k]; ok && at.After(t) {
+		return true
+	}
+	at, ok := a.keys[k.Reverse()]
+	return ok && at.After(t)
+}
+
+// newKeeper opens a conntrack netlink socket in the caller's network
+// namespace.
+func newKeeper(mark uint32) (*keeper, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack netlink socket: %w", err)
+	}
+	return &keeper{mark: mark, h: h}, nil
+}
+
+func (k *keeper) close() { k.h.Close() }
+
+// poll reads the kernel's table at time now and publishes the marked
+// connections whose expiry moved later by more than a second (the kernel
+// reports whole seconds) since they were last found alive, or that are
+// new to the keeper.
+func (k *keeper) poll(now time.Time) error {
+	var flows []*netlink.ConntrackFlow
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		f, err := k.h.ConntrackTableList(netlink.ConntrackTable, fam)
+		if err != nil {
+			return fmt.Errorf("list kernel conntrack: %w", err)
+		}
+		flows = append(flows, f...)
+	}
+	next := make(map[conntrack.Key]time.Time)
+	nextAlive := make(map[conntrack.Key]time.Time)
+	for _, f := range flows {
+		if f.Mark&k.mark == 0 {
+			continue
+		}
+		key, ok := flowKey(f)
+		if !ok {
+			continue
+		}
+		exp := now.Add(time.Duration(f.TimeOut) * time.Second)
+		base, seen := k.expiry[key]
+		last := k.aliveAt[key]
+		if !seen || exp.Sub(base) > time.Second {
+			base, last = exp, now
+		}
+		next[key] = base
+		nextAlive[key] = last
+	}
+	k.expiry, k.aliveAt = next, nextAlive
+	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive)})
+	return nil
+}
+
+// flowKey is the conntrack.Key of a kernel flow's original direction.
+func flowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
+	src, ok1 := addr(f.Forward.SrcIP)
+	dst, ok2 := addr(f.Forward.DstIP)
+	if !ok1 || !ok2 {
+		return conntrack.Key{}, false
+	}
+	return conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort,
+		Proto: f.Forward.Protocol}, true
+}
+
+func addr(ip net.IP) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	return a.Unmap(), ok
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/conntrack"
+	"github.com/inspectd/inspectd/internal/nfq/nstest"
+)
+
+// TestKeeper drives the keeper with connections made by hand in the
+// kernel's table: a marked connection counts as alive when first seen and
+// when its timeout was refreshed, and unmarked ones are ignored.
+func TestKeeper(t *testing.T) {
+	nstest.Enter(t)
+	nstest.Need(t, "conntrack")
+	flow := []string{"-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40000", "--dport", "2100"}
+	nstest.Run(t, "conntrack", append(append([]string{"-I"}, flow...), "--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000")...)
+	nstest.Run(t, "conntrack", "-I", "-p", "udp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "5", "--dport", "6", "-t", "500")
+	k, err := newKeeper(0x10000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.close()
+	key := conntrack.Key{Src: netip.MustParseAddr("198.51.100.2"), Dst: netip.MustParseAddr("192.0.2.2"),
+		SrcPort: 40000, DstPort: 2100, Proto: 6}
+	udp := conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 5, DstPort: 6, Proto: 17}
+
+	t0 := time.Now()
+	if err := k.poll(t0); err != nil {
+		t.Fatal(err)
+	}
+	a := k.alive.Load()
+	if !a.since(key, t0.Add(-time.Second)) || !a.since(key.Reverse(), t0.Add(-time.Second)) {
+		t.Fatalf("new marked connection not alive: %+v", a)
+	}
+	if a.since(udp, time.Time{}) {
+		t.Fatal("unmarked connection reported")
+	}
+	t1 := t0.Add(time.Second)
+	if err := k.poll(t1); err != nil {
+		t.Fatal(err)
+	}
+	if k.alive.Load().since(key, t0) {
+		t.Fatal("connection with an unchanged timeout found alive again")
+	}
+	nstest.Run(t, "conntrack", append([]string{"-U", "-t", "600"}, flow...)...)
+	t2 := t1.Add(time.Second)
+	if err := k.poll(t2); err != nil {
+		t.Fatal(err)
+	}
+	if !k.alive.Load().since(key, t1) {
+		t.Fatal("refreshed connection not found alive")
+	}
+	nstest.Run(t, "conntrack", append([]string{"-D"}, flow...)...)
+	if err := k.poll(t2.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if k.alive.Load().since(key, time.Time{}) {
+		t.Fatal("connection gone from the kernel still reported")
+	}
+}

@@ -1,0 +1,167 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/inspectd/inspectd/inspect"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+)
+
+// newLogger builds the daemon's logger: level debug, info, warn or error
+// ("" is info); format console, json, or auto ("" too): console when w is
+// a terminal, JSON otherwise.
+func newLogger(level, format string, w *os.File) (*zap.Logger, error) {
+	if level == "" {
+		level = "info"
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	if format == "" || format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "console"
+		}
+	}
+	return buildLogger(lvl, format, zapcore.Lock(w))
+}
+
+// buildLogger builds a logger of the given level and format on w.
+func buildLogger(lvl zapcore.Level, format string, w zapcore.WriteSyncer) (*zap.Logger, error) {
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		return nil, fmt.Errorf("log format %q: want console, json or auto", format)
+	}
+	return zap.New(zapcore.NewCore(enc, w, lvl)), nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// limiter is a token bucket shared by all workers' log lines. It counts
+// what it refused, so the next line it allows can say so.
+type limiter struct {
+	mu         sync.Mutex
+	rate       float64 // tokens per second
+	burst      float64
+	tokens     float64
+	last       time.Time
+	suppressed uint64
+	now        func() time.Time
+}
+
+func newLimiter(rate, burst float64) *limiter {
+	return &limiter{rate: rate, burst: burst, tokens: burst, now: time.Now}
+}
+
+// allow takes a token if there is one. When it does, it also returns how
+// many lines were suppressed since the last allowed one.
+func (l *limiter) allow() (ok bool, suppressed uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if !l.last.IsZero() {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.tokens--
+	s := l.suppressed
+	l.suppressed = 0
+	return true, s
+}
+
+// warn logs a non-fatal error, rate limited.
+func (l *limiter) warn(log *zap.Logger, what string, err error) {
+	ok, sup := l.allow()
+	if !ok {
+		return
+	}
+	logSuppressed(log, sup)
+	log.Warn(what, zap.Error(err))
+}
+
+func logSuppressed(log *zap.Logger, n uint64) {
+	if n > 0 {
+		log.Warn("log lines suppressed by the rate limit", zap.Uint64("lines", n))
+	}
+}
+
+// auditor logs the engines' events: the session audit trail (open, close
+// with traffic each way and why), expectations, and every denial, all
+// rate limited.
+type auditor struct {
+	log *zap.Logger
+	lim *limiter
+}
+
+// event is an engine's subscriber. It runs on the packet path, so it asks
+// the limiter first and formats nothing for a line that will not be
+// written.
+func (a *auditor) event(ev inspect.Event) {
+	lvl := zap.InfoLevel
+	switch ev.Kind {
+	case inspect.ExpectAdd, inspect.ExpectUse, inspect.ExpectExpire:
+		lvl = zap.DebugLevel
+	}
+	if !a.log.Core().Enabled(lvl) {
+		return
+	}
+	ok, sup := a.lim.allow()
+	if !ok {
+		return
+	}
+	logSuppressed(a.log, sup)
+	fields := make([]zap.Field, 0, 16)
+	fields = append(fields, zap.String("proto", ev.Flow.Proto), zap.String("src", ev.Flow.Src), zap.String("dst", ev.Flow.Dst))
+	if ev.Reason != "" {
+		fields = append(fields, zap.String("reason", ev.Reason))
+	}
+	if ev.Rule != "" {
+		fields = append(fields, zap.String("rule", ev.Rule))
+	}
+	if ev.In != "" {
+		fields = append(fields, zap.String("in", ev.In))
+	}
+	if s := ev.Session; s != nil {
+		fields = append(fields, zap.Uint64("session", s.ID))
+		if s.ALG != "" {
+			fields = append(fields, zap.String("alg", s.ALG))
+		}
+		if s.Parent != 0 {
+			fields = append(fields, zap.Uint64("parent", s.Parent))
+		}
+		if ev.Kind == inspect.SessionClose {
+			fields = append(fields, zap.String("state", s.State), zap.Bool("offloaded", s.Offloaded),
+				zap.Duration("duration", s.LastSeen.Sub(s.Created)),
+				zap.Uint64("packets_orig", s.Packets[0]), zap.Uint64("bytes_orig", s.Bytes[0]),
+				zap.Uint64("packets_reply", s.Packets[1]), zap.Uint64("bytes_reply", s.Bytes[1]))
+		}
+	}
+	if x := ev.Expect; x != nil {
+		fields = append(fields, zap.Uint64("expect", x.ID), zap.String("what", x.What),
+			zap.String("expect_src", x.Src), zap.String("expect_dst", x.Dst))
+	}
+	if ce := a.log.Check(lvl, ev.Kind.String()); ce != nil {
+		ce.Write(fields...)
+	}
+}
