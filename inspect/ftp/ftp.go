@@ -148,8 +148,26 @@ const maxAhead = 3
 
 // Inspect judges one segment of the control session. It implements
 // conntrack.Inspector. Every result asks that the session is never
-// offloaded.
+// offloaded. When the control session ends (a reset, or the second
+// direction's FIN) the result cancels its pending holes: a data
+// connection belongs to a live control session.
 func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.Result {
+	res := in.inspect(c, p)
+	if !res.Drop && p.Proto == decode.ProtoTCP && p.Flags&(decode.TCPFin|decode.TCPRst) != 0 {
+		d := 0
+		if c.Dir != conntrack.Original {
+			d = 1
+		}
+		in.st.dir[d].fin = in.st.dir[d].fin || p.Flags&decode.TCPFin != 0
+		if p.Flags&decode.TCPRst != 0 || (in.st.dir[0].fin && in.st.dir[1].fin) {
+			res.Cancel = true
+		}
+	}
+	return res
+}
+
+// inspect is Inspect without the end of the session.
+func (in *Inspector) inspect(c *conntrack.Context, p *decode.Packet) conntrack.Result {
 	res := conntrack.Result{NoOffload: true}
 	if p.Proto != decode.ProtoTCP || in.st.stopped {
 		return res

@@ -480,6 +480,45 @@ func TestRefusalInDroppedSegment(t *testing.T) {
 	wantDrop(t, c.send(cli, "PORT 198,51,100,2,4,2\r\nPORT 203,0,113,9,0,80\r\n"), "ftp: PORT names 203.0.113.9, not the client 198.51.100.2")
 }
 
+func TestCloseCancels(t *testing.T) {
+	// The second FIN ends the control session: its pending hole goes.
+	c := newConv(t, Config{}, client4, server4)
+	c.login()
+	pasv(c, 5000)
+	c.ok(cli, "QUIT\r\n")
+	if r := c.packet(cli, c.next[cli], decode.TCPFin, ""); r.Cancel || r.Drop {
+		t.Fatalf("client FIN: %+v, want a plain pass", r)
+	}
+	c.next[cli]++
+	r := c.packet(srv, c.next[srv], decode.TCPFin|decode.TCPPsh, "221 Goodbye.\r\n")
+	if !r.Cancel || r.Drop || r.HasExpect || r.Reason != "" {
+		t.Fatalf("server FIN: %+v, want cancel", r)
+	}
+
+	// A reset from either side ends it at once.
+	for _, d := range []conntrack.Dir{cli, srv} {
+		c = newConv(t, Config{}, client4, server4)
+		c.login()
+		pasv(c, 5000)
+		if r := c.packet(d, c.next[d], decode.TCPRst, ""); !r.Cancel || r.Drop {
+			t.Fatalf("%s RST: %+v, want cancel", d, r)
+		}
+	}
+
+	// A FIN on a dropped segment counts for nothing: the session is not
+	// over until the retransmission passes.
+	c = newConv(t, Config{}, client4, server4)
+	c.login()
+	if r := c.packet(srv, c.next[srv], decode.TCPFin, ""); r.Cancel {
+		t.Fatalf("server FIN: %+v", r)
+	}
+	c.next[srv]++
+	wantDrop(t, c.packet(cli, c.next[cli], decode.TCPFin|decode.TCPPsh, "PORT 203,0,113,9,0,80\r\n"), "ftp: PORT names 203.0.113.9, not the client 198.51.100.2")
+	if c.in.st.dir[cli].fin {
+		t.Fatal("dropped FIN recorded")
+	}
+}
+
 func TestTelnet(t *testing.T) {
 	c := newConv(t, Config{}, client4, server4)
 	c.login()

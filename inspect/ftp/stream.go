@@ -30,6 +30,7 @@ type stream struct {
 	long    bool   // the current line outgrew the buffer
 	ahead   uint8  // consecutive segments seen beyond a gap
 	tel     uint8  // Telnet decoder state
+	fin     bool   // this direction sent its FIN
 }
 
 // resync forgets the current line and discards bytes up to the next line
