@@ -17,7 +17,7 @@ const DefaultWatchBuffer = 1024
 // when nobody watches. A watcher that reads too slowly loses events (they
 // are counted) instead of slowing the packet path.
 type Hub struct {
-	mu     sync.Mutex                // serialises changes to watchers
+	mu     sync.Mutex                 // serialises changes to watchers
 	subs   atomic.Pointer[[]*Watcher] // copy on write
 	lost   atomic.Uint64
 	buffer int
