@@ -46,8 +46,9 @@ type Session struct {
 	// PickedUp is set for a TCP session picked up in the middle of its
 	// life (no handshake seen).
 	PickedUp bool
-	gone     bool // removed from the table
-	halfOpen bool // counted among the half-open sessions
+	gone     bool   // removed from the table
+	halfOpen bool   // counted among the half-open sessions
+	armed    uint32 // Unix second of the earliest pending expiry timer; 0 when none
 
 	// Inspector is the session's ALG, or nil.
 	Inspector Inspector

@@ -252,7 +252,7 @@ func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, 
 	}
 	t.sessions.insert(s)
 	s.expires = n + int64(t.timeout(s))
-	t.schedule(s.expires, s, nil)
+	t.arm(s)
 	return s, nil
 }
 
@@ -276,6 +276,7 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 		return ""
 	}
 	s.expires = n + int64(t.timeout(s))
+	t.arm(s)
 	return ""
 }
 
@@ -289,6 +290,7 @@ func (t *Table) Touch(k Key, now time.Time) bool {
 	}
 	s.LastSeen = n
 	s.expires = n + int64(t.timeout(s))
+	t.arm(s)
 	return true
 }
 
@@ -375,14 +377,15 @@ func (t *Table) expireSome(n int64, budget int) bool {
 		switch {
 		case e.s != nil:
 			s := e.s
-			if s.gone {
-				continue
+			if s.gone || timerSecond(e.at) != s.armed {
+				continue // removed, or a stale timer: an earlier one was armed since
 			}
+			s.armed = 0
 			if s.expires <= n {
 				t.remove(s, "idle timeout")
 				continue
 			}
-			t.schedule(s.expires, s, nil)
+			t.arm(s)
 		case e.e != nil:
 			x := e.e
 			if x.gone {
@@ -395,6 +398,27 @@ func (t *Table) expireSome(n int64, budget int) bool {
 		}
 	}
 	return len(t.timers) > 0 && t.timers[0].at <= n
+}
+
+// arm makes sure a timer will look at s by its deadline. A session has at
+// most one live timer: when its deadline moves later (the common case,
+// traffic), the armed timer stays and re-arms itself when it fires; when
+// the deadline moves earlier (a FIN after a long idle timeout, a handshake
+// completing with an idle timeout shorter than the handshake's), an
+// earlier timer is armed and the old one goes stale.
+func (t *Table) arm(s *Session) {
+	sec := timerSecond(s.expires)
+	if s.armed != 0 && s.armed <= sec {
+		return
+	}
+	s.armed = sec
+	t.schedule(s.expires, s, nil)
+}
+
+// timerSecond is the Unix second (rounded up) of a deadline, as armed
+// timers are recorded: sessions are expired at a second's precision.
+func timerSecond(at int64) uint32 {
+	return uint32((at + 999_999_999) / 1_000_000_000)
 }
 
 func (t *Table) schedule(at int64, s *Session, e *Expectation) {

@@ -207,3 +207,29 @@ func BenchmarkMemory1M(b *testing.B) {
 		runtime.KeepAlive(tb)
 	}
 }
+
+// TestDeadlineMovingEarlierIsHonoured: a session whose deadline moves
+// earlier (the FIN of a session armed for the 1 h idle timeout; a
+// handshake completing with an idle timeout shorter than the handshake's)
+// leaves the table at its new deadline, not at the old one.
+func TestDeadlineMovingEarlierIsHonoured(t *testing.T) {
+	tb := New(Config{Timeouts: Timeouts{TCPIdle: time.Hour, TCPFinWait: 10 * time.Second}})
+	runScript(t, tb, with(handshake,
+		seg{true, F | A, 1001, 5001, 65535, 0, -1, "", StateFinWait},
+		seg{false, F | A, 5001, 1002, 65535, 0, -1, "", StateClosing},
+		seg{true, A, 1002, 5002, 65535, 0, -1, "", StateTimeWait},
+	))
+	for tb.Expire(t0.Add(11*time.Second), 100) {
+	}
+	if tb.Len() != 0 {
+		t.Fatal("a closed session waited for its old idle deadline")
+	}
+
+	tb = New(Config{Timeouts: Timeouts{TCPIdle: 2 * time.Second, TCPSynWait: 30 * time.Second}})
+	runScript(t, tb, handshake)
+	for tb.Expire(t0.Add(3*time.Second), 100) {
+	}
+	if tb.Len() != 0 {
+		t.Fatal("an idle session waited for its handshake deadline")
+	}
+}

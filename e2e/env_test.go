@@ -215,7 +215,7 @@ func setupInspectd(t *testing.T, e *env) {
 }
 
 // startInspectd runs `inspectd run --rules rules --queues 2 --log-format
-// json` in the edge namespace and waits for its "ready" log line. The
+// json` in the edge namespace and waits for its "inspectd started" log line (logged once the queues are open and the hooks installed). The
 // process stops with SIGTERM at the end of the test, and must exit cleanly.
 // inspectd-dependent.
 func (e *env) startInspectd(t *testing.T, rules string) *lab.Proc {
@@ -225,7 +225,7 @@ func (e *env) startInspectd(t *testing.T, rules string) *lab.Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitLog(e.ctx(t, 15*time.Second), `"msg":"ready"`); err != nil {
+	if err := p.WaitLog(e.ctx(t, 15*time.Second), `"msg":"inspectd started"`); err != nil {
 		t.Fatal(err)
 	}
 	e.inspectd = p

@@ -40,7 +40,7 @@ const (
 	ReasonICMPOrphan  = "icmp error quotes no tracked flow"
 	ReasonNoRules     = "no rules for the interface the packet entered on"
 	ReasonFragment    = "fragment: non-first fragment (not reassembled)"
-	ReasonEmbryonic   = "tcp: session closing, SYN refused"
+	ReasonAdopted     = "offloaded before a restart" // a marked flow the table had lost
 )
 
 // Engine decides the fate of each packet. It is safe for concurrent use
@@ -306,6 +306,9 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 			return e.related(x, m)
 		}
 	}
+	if m.Offloaded && !pureSYN {
+		return e.adopt(m)
+	}
 	ic := e.cfg.ifaces[m.In]
 	if ic == nil || ic.block == nil {
 		return e.drop(m, ReasonNoRules, "", true)
@@ -381,6 +384,28 @@ func isEchoReply(p *decode.Packet) bool {
 func (e *Engine) count(s *conntrack.Session) {
 	s.Packets[conntrack.Original]++
 	s.Bytes[conntrack.Original] += uint64(e.pkt.Length)
+}
+
+// adopt takes back a flow that an earlier run of the daemon offloaded to
+// the kernel: its connection mark says so (only our verdicts set it), and
+// its teardown must reach the endpoints even though this run's table
+// never saw it open. It is picked up and tracked liberally.
+func (e *Engine) adopt(m Meta) Verdict {
+	s, err := e.table.Create(&e.pkt, m.Time, true)
+	if err != nil {
+		return e.drop(m, err.Error(), "", true)
+	}
+	s.Offloaded = true
+	if ic := e.cfg.ifaces[m.In]; ic != nil {
+		s.In = uint8(ic.iface.Index)
+	}
+	e.count(s)
+	if len(e.subs) > 0 {
+		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonAdopted, In: m.In}, s, m.Time)
+	}
+	e.stats.Accepted++
+	e.stats.New++
+	return Verdict{Accept: true, Reason: ReasonAdopted, Session: s.ID}
 }
 
 // related opens the child session an expectation predicted.

@@ -262,3 +262,26 @@ func BenchmarkNewSession200Rules(b *testing.B) {
 		}
 	}
 }
+
+// TestAdoptsOffloadedFlowAfterRestart: a fresh engine (a restarted
+// daemon) meets the teardown of a flow that the kernel fast path carried
+// for an earlier run; the connection mark says so, and the engine lets it
+// through, while an unmarked stray segment stays dropped.
+func TestAdoptsOffloadedFlowAfterRestart(t *testing.T) {
+	e := New(mustRules(t, testRules), Options{})
+	c, s := ap(client, 40000), ap(server, 9000)
+	teardown := packettest.TCP(s, c, fin|ack, 90000, 5000, nil)
+	if v := e.Process(teardown, Meta{Time: start, In: "lan0"}); v.Accept {
+		t.Fatal("unmarked segment without a session accepted")
+	}
+	v := e.Process(teardown, Meta{Time: start, In: "lan0", Offloaded: true})
+	if !v.Accept || v.Reason != ReasonAdopted {
+		t.Fatalf("marked teardown: %+v", v)
+	}
+	if v := e.Process(packettest.TCP(c, s, fin|ack, 5000, 90001, nil), Meta{Time: start, In: "wan0"}); !v.Accept || v.Reason != ReasonSession {
+		t.Fatalf("the other side's FIN: %+v", v)
+	}
+	if v := e.Process(packettest.TCP(ap(client, 40001), s, syn, 1, 0, nil), Meta{Time: start, In: "wan0", Offloaded: true}); v.Reason == ReasonAdopted {
+		t.Fatal("a SYN was adopted")
+	}
+}

@@ -11,6 +11,11 @@ type Meta struct {
 	In string
 	// Out is the name of the device the packet leaves by, when known.
 	Out string
+	// Offloaded is set when the packet's connection carries the offload
+	// mark: an earlier verdict (possibly of an earlier run of the daemon)
+	// let the kernel fast path carry it. Only inspectd's own verdicts set
+	// that connection mark.
+	Offloaded bool
 }
 
 // Verdict is the engine's decision on one packet.

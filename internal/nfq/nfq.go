@@ -452,7 +452,7 @@ func (q *Queue) message(h Handler, now time.Time, typ uint16, body []byte, trunc
 		q.appendVerdict(p.id, verdictDrop, 0, false)
 		return
 	}
-	m := inspect.Meta{Time: now}
+	m := inspect.Meta{Time: now, Offloaded: p.mark&q.cfg.Mark == q.cfg.Mark}
 	if q.cfg.Names != nil {
 		if p.in != 0 {
 			m.In = q.cfg.Names.Name(p.in)
