@@ -25,6 +25,14 @@ func commands() []command {
 		{"run", "run the daemon on the edge box", cmdRun},
 		{"check", "check a rule file", cmdCheck},
 		{"replay", "run captures through the engine", cmdReplay},
+		{"sessions", "list the live sessions", cmdSessions},
+		{"expectations", "list the pending expectations (holes for data connections)", cmdExpectations},
+		{"stats", "show counters, limits, queue drops and engine latency", cmdStats},
+		{"rules", "list the rules in force with their hit counters", cmdRules},
+		{"watch", "stream live events (sessions, expectations, denials)", cmdWatch},
+		{"clear", "remove a session, or all, from inspectd and the kernel", cmdClear},
+		{"reload", "make the daemon re-read its rule file", cmdReload},
+		{"completion", "print a bash or zsh completion script", cmdCompletion},
 		{"version", "print the version", cmdVersion},
 	}
 }

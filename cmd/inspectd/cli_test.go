@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/api"
+)
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fakeBackend serves canned answers.
+type fakeBackend struct {
+	mu        sync.Mutex
+	hub       *api.Hub
+	reloadErr error
+	cleared   []uint64
+}
+
+func (f *fakeBackend) Sessions() []inspect.SessionInfo {
+	return []inspect.SessionInfo{
+		{ID: 1, Proto: "tcp", Src: "198.51.100.2:40000", Dst: "192.0.2.10:21", State: "established", ALG: "ftp",
+			Created: t0, LastSeen: t0.Add(50 * time.Minute), Packets: [2]uint64{10, 9}, Bytes: [2]uint64{600, 900}},
+		{ID: 4, Proto: "tcp", Src: "198.51.100.2:40001", Dst: "192.0.2.10:30001", State: "established", Parent: 1,
+			Offloaded: true, Created: t0.Add(59 * time.Minute), LastSeen: t0.Add(time.Hour), Packets: [2]uint64{5, 800}, Bytes: [2]uint64{300, 3 << 20}},
+		{ID: 7, Proto: "udp", Src: "[2001:db8:1::2]:5000", Dst: "[2001:db8:2::10]:69", State: "udp", ALG: "tftp",
+			Created: t0, LastSeen: t0},
+	}
+}
+
+func (f *fakeBackend) Expectations() []inspect.ExpectInfo {
+	return []inspect.ExpectInfo{{ID: 9, Parent: 1, ALG: "ftp", What: "PASV", Proto: "tcp", Src: "198.51.100.2:any",
+		Dst: "192.0.2.10:30002", Created: t0.Add(time.Hour - 10*time.Second), Expires: t0.Add(time.Hour + 50*time.Second)}}
+}
+
+func (f *fakeBackend) Stats() api.Stats {
+	return api.Stats{Workers: 2, Packets: 100, Accepted: 90, Dropped: 10, NewSessions: 3, SessionPackets: 87,
+		DropReasons: map[string]uint64{"default deny": 7, "tcp: outside window": 3}, Sessions: 3,
+		SessionCounts: api.CountSessions(f.Sessions()), ExpectCounts: []api.ExpectCount{{ALG: "ftp", Count: 1}},
+		Limits:  []api.Usage{{Name: "sessions", Used: 2, Limit: 100}, {Name: "half-open", Used: 9, Limit: 10}},
+		Queues:  []api.QueueStats{{Queue: 0, Packets: 60, Accepted: 55, Dropped: 5, QueueFull: 1}},
+		Latency: api.Histogram{Bounds: []float64{1e-6, 1e-5}, Counts: []uint64{50, 49, 1}, Count: 100, Sum: 0.0005},
+		RulesLoaded: t0}
+}
+
+func (f *fakeBackend) Rules() api.Rules {
+	return api.Rules{File: "lab.rules", Loaded: t0, Rules: []api.RuleInfo{
+		{Index: 0, Pos: "lab.rules:15", Interface: "wan", Action: "permit", Inspect: "ftp", Text: "permit tcp from any to @server port { 21 2121 } inspect ftp", Hits: 4},
+		{Index: 1, Pos: "lab.rules:16", Interface: "wan", Action: "permit", Text: "permit udp from any to @server port 69 inspect tftp"}},
+		Defaults: []api.DefaultInfo{{Pos: "lab.rules:14", Interface: "wan", Device: "wan0", Action: "deny", Log: true}}}
+}
+
+func (f *fakeBackend) Clear(id uint64) (api.ClearResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != 4 {
+		return api.ClearResult{}, api.ErrNotFound
+	}
+	f.cleared = append(f.cleared, id)
+	return api.ClearResult{Sessions: 1, Kernel: 1}, nil
+}
+
+func (f *fakeBackend) ClearAll() (api.ClearResult, error) {
+	return api.ClearResult{Sessions: 3, Kernel: 2, KernelError: "operation not permitted"}, nil
+}
+
+func (f *fakeBackend) Reload() (api.ReloadResult, error) {
+	if f.reloadErr != nil {
+		return api.ReloadResult{}, f.reloadErr
+	}
+	return api.ReloadResult{Summary: "lab.rules: 2 interfaces, 5 rules\n"}, nil
+}
+
+func (f *fakeBackend) Watch() *api.Watcher { return f.hub.Watch() }
+
+// startFake serves a fake backend and points INSPECTD_SOCKET at it.
+func startFake(t *testing.T, daemonVersion string) *fakeBackend {
+	t.Helper()
+	f := &fakeBackend{hub: api.NewHub(64)}
+	path := filepath.Join(t.TempDir(), "inspectd.sock")
+	s, err := api.NewServer(f, api.Options{Path: path, Version: daemonVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Close() })
+	t.Setenv("INSPECTD_SOCKET", path)
+	now = func() time.Time { return t0.Add(time.Hour) }
+	t.Cleanup(func() { now = time.Now })
+	return f
+}
+
+// cli runs the CLI and returns its exit code, stdout and stderr.
+func cli(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := dispatch(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestSessionsTable(t *testing.T) {
+	startFake(t, version)
+	code, out, errs := cli("sessions")
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := `ID  PROTO  SOURCE                DESTINATION          STATE        ALG   PARENT  AGE    IDLE    PACKETS  BYTES      OFFLOADED
+1   tcp    198.51.100.2:40000    192.0.2.10:21        established  ftp   -       1h00m  10m00s  10/9     600B/900B  no
+4   tcp    198.51.100.2:40001    192.0.2.10:30001     established  -     1       1m00s  0s      5/800    300B/3.0M  yes
+7   udp    [2001:db8:1::2]:5000  [2001:db8:2::10]:69  udp          tftp  -       1h00m  1h00m   0/0      0B/0B      no
+`
+	if out != want {
+		t.Errorf("table:\n%s\nwant:\n%s", out, want)
+	}
+	// Filters reach the daemon; flags may follow arguments.
+	if code, out, _ := cli("sessions", "--proto", "udp"); code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, "tftp") {
+		t.Errorf("--proto udp: %d\n%s", code, out)
+	}
+	if code, out, _ := cli("sessions", "--parent", "1", "--port", "30001"); code != 0 || !strings.Contains(out, "30001") || strings.Contains(out, ":21 ") {
+		t.Errorf("--parent 1: %d\n%s", code, out)
+	}
+	if code, out, _ := cli("sessions", "--addr", "203.0.113.0/24"); code != 0 || out != "no sessions\n" {
+		t.Errorf("no match: %d %q", code, out)
+	}
+}
+
+func TestSessionsJSON(t *testing.T) {
+	startFake(t, version)
+	code, out, _ := cli("sessions", "--json")
+	if code != 0 {
+		t.Fatal(code)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d sessions", len(got))
+	}
+	for _, k := range []string{"id", "proto", "src", "dst", "state", "alg", "parent", "offloaded", "packets", "bytes"} {
+		if _, ok := got[0][k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	if got[1]["parent"] != 1.0 || got[0]["parent"] != 0.0 || got[2]["src"] != "[2001:db8:1::2]:5000" || got[1]["offloaded"] != true {
+		t.Errorf("JSON = %v", got)
+	}
+}
+
+func TestOtherVerbs(t *testing.T) {
+	f := startFake(t, "v0.0-other")
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  []string
+		err  string
+	}{
+		{[]string{"expectations"}, 0, []string{"ID  OWNER  ALG  WHAT  PROTO  SOURCE            DESTINATION       AGE  EXPIRES IN",
+			"9   1      ftp  PASV  tcp    198.51.100.2:any  192.0.2.10:30002  10s  50s"}, ""},
+		{[]string{"expectations", "--json"}, 0, []string{`"expires": "2025-01-02T04:04:55Z"`, `"parent": 1`}, ""},
+		{[]string{"stats"}, 0, []string{"packets", "default deny", "tcp: outside window", "ftp established", "(none) established",
+			"half-open              9 / 10", "90.0%  NEAR THE LIMIT", "queue full 1", "p99 <= 10µs", "rules loaded"}, ""},
+		{[]string{"stats", "--json"}, 0, []string{`"drop_reasons"`, `"queue_full": 1`, `"latency"`}, ""},
+		{[]string{"rules"}, 0, []string{"rules from lab.rules", "lab.rules:15  wan    4     permit tcp",
+			"lab.rules:16  wan    0     permit udp", "default deny log (device wan0)"}, ""},
+		{[]string{"rules", "--json"}, 0, []string{`"hits": 4`}, ""},
+		{[]string{"clear", "session", "4"}, 0, []string{"cleared session 4, 1 flow from the kernel's conntrack"}, ""},
+		{[]string{"clear", "session", "5"}, 1, nil, "no session 5"},
+		{[]string{"clear", "--all"}, 1, []string{"cleared 3 sessions, 2 flows"}, "not fully cleared: operation not permitted"},
+		{[]string{"clear", "--json", "session", "4"}, 0, []string{`"kernel": 1`}, ""},
+		{[]string{"clear", "session", "four"}, 2, nil, `bad session ID "four"`},
+		{[]string{"clear", "session", "0"}, 2, nil, `bad session ID "0"`},
+		{[]string{"clear", "4"}, 2, nil, `unknown object "4"`},
+		{[]string{"clear"}, 2, nil, "what to clear?"},
+		{[]string{"clear", "--all", "session", "4"}, 2, nil, "not both"},
+		{[]string{"reload"}, 0, []string{"rules reloaded\nlab.rules: 2 interfaces"}, ""},
+		{[]string{"sessions", "--port", "http"}, 2, nil, `bad port "http"`},
+		{[]string{"sessions", "--bogus"}, 2, nil, "flag provided but not defined: -bogus"},
+		{[]string{"sessions", "extra"}, 2, nil, `unexpected argument "extra"`},
+		{[]string{"watch", "--kind", "denial"}, 2, nil, `unknown event kind "denial"`},
+		{[]string{"stats", "--help"}, 0, nil, "Usage: inspectd stats"},
+	} {
+		code, out, errs := cli(tc.args...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d; stderr %s", tc.args, code, tc.code, errs)
+		}
+		for _, w := range tc.out {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: stdout lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+		if tc.err != "" && !strings.Contains(errs, tc.err) {
+			t.Errorf("%v: stderr lacks %q: %s", tc.args, tc.err, errs)
+		}
+		if code == 0 && !strings.Contains(tc.args[len(tc.args)-1], "help") && !strings.Contains(errs, "the daemon runs version v0.0-other") {
+			t.Errorf("%v: no version note: %q", tc.args, errs)
+		}
+	}
+	if len(f.cleared) != 2 {
+		t.Errorf("cleared %v", f.cleared)
+	}
+	f.reloadErr = errors.New("lab.rules:3:1: unknown keyword")
+	if code, _, errs := cli("reload"); code != 1 || !strings.Contains(errs, "lab.rules:3:1") || !strings.Contains(errs, "old rules stay") {
+		t.Errorf("failed reload: %d %s", code, errs)
+	}
+}
+
+func TestWatchCLI(t *testing.T) {
+	f := startFake(t, version)
+	s := f.Sessions()[1]
+	x := f.Expectations()[0]
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"watch", "--count", "2", "--json", "--kind", "expect-add,expect-use"}, []string{`"kind":"expect-add"`, `"kind":"expect-use"`}},
+		{[]string{"watch", "--count", "4"}, []string{"expect-add", "expectation 9 of session 1 (ftp PASV): tcp 198.51.100.2:any -> 192.0.2.10:30002",
+			"used by session 4", "session-open  session 4 tcp 198.51.100.2:40001 -> 192.0.2.10:30001 child of 1 in wan0: related",
+			"deny          tcp 198.51.100.2:1 -> 192.0.2.10:22 in wan0: default deny (lab.rules:14)"}},
+	} {
+		done := make(chan struct{})
+		var code int
+		var out, errs string
+		go func() {
+			code, out, errs = cli(tc.args...)
+			close(done)
+		}()
+		// Publish until the watcher has seen enough: it may register late.
+	loop:
+		for {
+			f.hub.Publish(inspect.Event{Kind: inspect.SessionOpen, Time: t0, In: "wan0", Reason: "related", Session: &s})
+			f.hub.Publish(inspect.Event{Kind: inspect.ExpectAdd, Time: t0, Reason: "PASV", Expect: &x})
+			f.hub.Publish(inspect.Event{Kind: inspect.ExpectUse, Time: t0, Reason: "PASV", Expect: &x, Session: &s})
+			f.hub.Publish(inspect.Event{Kind: inspect.Deny, Time: t0, In: "wan0", Reason: "default deny", Rule: "lab.rules:14",
+				Flow: inspect.FlowInfo{Proto: "tcp", Src: "198.51.100.2:1", Dst: "192.0.2.10:22"}})
+			select {
+			case <-done:
+				break loop
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+		if strings.Contains(tc.args[2], "2") {
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var ev api.Event
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Errorf("not JSON: %q", line)
+				}
+			}
+		}
+	}
+}
+
+func TestNotRunningCLI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	for _, verb := range []string{"sessions", "expectations", "stats", "rules", "watch", "reload"} {
+		code, _, errs := cli(verb, "--socket", path)
+		if code != 1 || !strings.Contains(errs, "inspectd is not running (no socket at "+path) {
+			t.Errorf("%s: exit %d: %s", verb, code, errs)
+		}
+	}
+	t.Setenv("INSPECTD_SOCKET", path)
+	if code, _, errs := cli("clear", "--all"); code != 1 || !strings.Contains(errs, path) {
+		t.Errorf("clear via env: %d %s", code, errs)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh"} {
+		code, out, errs := cli("completion", sh)
+		if code != 0 {
+			t.Fatalf("%s: %d %s", sh, code, errs)
+		}
+		for _, w := range []string{"sessions", "--proto", "--socket", "--all", "replay", "--rules"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s completion lacks %q", sh, w)
+			}
+		}
+		if _, err := exec.LookPath(sh); err == nil {
+			f := filepath.Join(t.TempDir(), "c")
+			os.WriteFile(f, []byte(out), 0o644)
+			if b, err := exec.Command(sh, "-n", f).CombinedOutput(); err != nil {
+				t.Errorf("%s -n: %v %s", sh, err, b)
+			}
+		}
+	}
+	if code, _, errs := cli("completion", "fish"); code != 2 || !strings.Contains(errs, "bash or zsh") {
+		t.Errorf("fish: %d %s", code, errs)
+	}
+}
+
+func TestHumanFormats(t *testing.T) {
+	for d, want := range map[time.Duration]string{-time.Second: "0s", 42 * time.Second: "42s", 192 * time.Second: "3m12s",
+		2*time.Hour + 5*time.Minute: "2h05m", 76 * time.Hour: "3d04h"} {
+		if got := human(d); got != want {
+			t.Errorf("human(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for n, want := range map[uint64]string{0: "0B", 1023: "1023B", 1536: "1.5K", 3 << 20: "3.0M", 5 << 40: "5.0T"} {
+		if got := bytesHuman(n); got != want {
+			t.Errorf("bytesHuman(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
