@@ -1,0 +1,337 @@
+package e2e
+
+// The operator's view of a live daemon: the control socket and the CLI
+// verbs during a real, slow, passive FTP download. inspectd-dependent:
+// written against `inspectd run --rules FILE --socket PATH` serving the
+// control API (internal/api).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/lab"
+)
+
+// opsEnv is a lab with inspectd on the edge serving its control API on
+// sock.
+type opsEnv struct {
+	*env
+	bin, sock string
+}
+
+func newOpsEnv(t *testing.T) *opsEnv {
+	t.Helper()
+	if !wantFirewall("inspectd") {
+		t.Skip("inspectd not in E2E_FIREWALLS")
+	}
+	lab.Require(t)
+	checkInspectd(t)
+	o := &opsEnv{bin: requireInspectd(t), sock: filepath.Join(t.TempDir(), "inspectd.sock")}
+	rules, err := filepath.Abs(labRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.env = newEnv(t, firewall{name: "inspectd", stateful: true, check: checkInspectd, setup: func(t *testing.T, e *env) {
+		p, err := e.lab.Start(e.lab.Edge, "inspectd", o.bin, "run", "--rules", rules, "--queues", "2",
+			"--log-format", "json", "--socket", o.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.inspectd = p
+		t.Cleanup(func() {
+			select {
+			case <-p.Done():
+				return
+			default:
+			}
+			if err := p.Stop(5 * time.Second); err != nil {
+				t.Errorf("inspectd did not stop cleanly on SIGTERM: %v\n%s", err, p.Log())
+			}
+		})
+		// The daemon is ready when its control socket answers.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if _, _, err := o.cli(t, "stats"); err == nil {
+				return
+			}
+			select {
+			case <-p.Done():
+				if strings.Contains(p.Log(), "-socket") {
+					t.Fatalf("inspectd run does not accept --socket yet: the daemon must serve the control API (internal/api):\n%s", p.Log())
+				}
+				t.Fatalf("inspectd exited: %v\n%s", p.Err(), p.Log())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("inspectd's control socket %s did not answer within 15s (does the daemon serve internal/api?):\n%s", o.sock, p.Log())
+			}
+		}
+	}})
+	return o
+}
+
+// cli runs an inspectd CLI verb against the lab's daemon.
+func (o *opsEnv) cli(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.bin, append(args, "--socket", o.sock)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("inspectd %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), errb.String(), err
+}
+
+// cliJSON runs a verb with --json and decodes its output into v.
+func (o *opsEnv) cliJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out, _, err := o.cli(t, append(args, "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("inspectd %s --json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// watcher runs `inspectd watch --json` and collects its events.
+type watcher struct {
+	mu     sync.Mutex
+	events []api.Event
+	bad    []string
+}
+
+func (o *opsEnv) watch(t *testing.T) *watcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, o.bin, "watch", "--json", "--socket", o.sock)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var ev api.Event
+			w.mu.Lock()
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				w.bad = append(w.bad, sc.Text())
+			} else {
+				w.events = append(w.events, ev)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		cmd.Wait()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.bad) > 0 {
+			t.Errorf("watch printed lines that are not JSON: %q (stderr %s)", w.bad, errb.String())
+		}
+	})
+	return w
+}
+
+// find returns the first event that f accepts.
+func (w *watcher) find(f func(api.Event) bool) (api.Event, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ev := range w.events {
+		if f(ev) {
+			return ev, true
+		}
+	}
+	return api.Event{}, false
+}
+
+func (w *watcher) kinds() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var k []string
+	for _, ev := range w.events {
+		k = append(k, ev.Kind)
+	}
+	return strings.Join(k, " ")
+}
+
+func port(addrPort string) uint16 {
+	ap, err := netip.ParseAddrPort(addrPort)
+	if err != nil {
+		return 0
+	}
+	return ap.Port()
+}
+
+// TestOpsLiveSessions follows a slow passive download with the CLI: the
+// control and data sessions (the data session's parent is the control
+// session), the expectation added and used, counters that move, and a
+// `clear` of the data session that stops the transfer.
+func TestOpsLiveSessions(t *testing.T) {
+	o := newOpsEnv(t)
+	var before api.Stats
+	o.cliJSON(t, &before, "stats")
+	var rulesBefore api.Rules
+	o.cliJSON(t, &rulesBefore, "rules")
+	w := o.watch(t)
+
+	out := o.local(t, "big.bin")
+	dl := make(chan error, 1)
+	go func() {
+		// 8 MiB at 256 KiB/s: about 32 s unless cleared. curl gives up
+		// when nothing arrives for 5 s.
+		_, err := o.lab.Client.Run(o.ctx(t, 90*time.Second), "curl", "-sS", "--disable-epsv",
+			"--limit-rate", "256K", "--speed-limit", "1", "--speed-time", "5", "--max-time", "80",
+			"-o", out, "ftp://"+hostPort(lab.ServerV4, 21)+"/big.bin")
+		dl <- err
+	}()
+
+	// The control session and its data session.
+	var ctrl, data inspect.SessionInfo
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ss []inspect.SessionInfo
+		o.cliJSON(t, &ss, "sessions")
+		ctrl, data = inspect.SessionInfo{}, inspect.SessionInfo{}
+		for _, s := range ss {
+			if s.Proto == "tcp" && port(s.Dst) == 21 && s.ALG == "ftp" {
+				ctrl = s
+			}
+		}
+		for _, s := range ss {
+			if ctrl.ID != 0 && s.Parent == ctrl.ID && s.Proto == "tcp" && port(s.Dst) >= lab.PasvMin && port(s.Dst) <= lab.PasvMax {
+				data = s
+			}
+		}
+		if data.ID != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no control session with a data session child in sessions --json:\n%+v", ss)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.HasPrefix(ctrl.Src, lab.ClientV4.String()+":") || data.Parent != ctrl.ID || data.ALG != "" {
+		t.Errorf("control %+v, data %+v", ctrl, data)
+	}
+	// The table shows them too, with the parent column.
+	if table, _, err := o.cli(t, "sessions", "--parent", fmt.Sprint(ctrl.ID)); err != nil ||
+		!strings.Contains(table, "PARENT") || !strings.Contains(table, fmt.Sprintf("%d ", data.ID)) {
+		t.Errorf("sessions --parent %d: %v\n%s", ctrl.ID, err, table)
+	}
+
+	// watch saw the expectation added by the control session and used by
+	// the data session.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		add, okAdd := w.find(func(ev api.Event) bool {
+			return ev.Kind == "expect-add" && ev.Expect != nil && ev.Expect.Parent == ctrl.ID
+		})
+		_, okUse := w.find(func(ev api.Event) bool {
+			return ev.Kind == "expect-use" && ev.Expect != nil && ev.Expect.ID == add.Expect.ID && ev.Session != nil && ev.Session.ID == data.ID
+		})
+		if okAdd && okUse {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not show the expectation added and used (add %v, use %v); kinds seen: %s", okAdd, okUse, w.kinds())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Counters moved.
+	var after api.Stats
+	o.cliJSON(t, &after, "stats")
+	if after.Packets <= before.Packets || after.NewSessions < before.NewSessions+2 || after.Sessions < 2 {
+		t.Errorf("stats did not move: before %+v, after %+v", before, after)
+	}
+	var rulesAfter api.Rules
+	o.cliJSON(t, &rulesAfter, "rules")
+	hits := func(r api.Rules) uint64 {
+		for _, ri := range r.Rules {
+			if ri.Inspect == "ftp" {
+				return ri.Hits
+			}
+		}
+		return 0
+	}
+	if hits(rulesAfter) <= hits(rulesBefore) {
+		t.Errorf("the ftp rule's hits did not move: %d -> %d", hits(rulesBefore), hits(rulesAfter))
+	}
+
+	// Clearing the data session stops the transfer.
+	if outp, _, err := o.cli(t, "clear", "session", fmt.Sprint(data.ID)); err != nil || !strings.Contains(outp, "cleared session") {
+		t.Fatalf("clear: %v %s", err, outp)
+	}
+	select {
+	case err := <-dl:
+		if err == nil {
+			t.Fatal("the download completed after its data session was cleared")
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the download neither stopped nor failed after its data session was cleared")
+	}
+	if fi, err := os.Stat(out); err == nil && fi.Size() >= files["big.bin"] {
+		t.Errorf("got all %d bytes after clear", fi.Size())
+	}
+	var ss []inspect.SessionInfo
+	o.cliJSON(t, &ss, "sessions", "--parent", fmt.Sprint(ctrl.ID))
+	for _, s := range ss {
+		if s.ID == data.ID {
+			t.Errorf("cleared session %d is still listed", data.ID)
+		}
+	}
+	if _, errs, err := o.cli(t, "clear", "session", fmt.Sprint(data.ID)); err == nil || !strings.Contains(errs, fmt.Sprintf("no session %d", data.ID)) {
+		t.Errorf("clearing it again: %v %s", err, errs)
+	}
+}
+
+// TestOpsSocket checks the control socket's refusals on a live daemon:
+// a second daemon on the same socket, and a reload of a good file.
+func TestOpsSocket(t *testing.T) {
+	o := newOpsEnv(t)
+	fi, err := os.Stat(o.sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	out, _, err := o.cli(t, "reload")
+	if err != nil || !strings.Contains(out, "rules reloaded") {
+		t.Errorf("reload: %v %s", err, out)
+	}
+	rules, _ := filepath.Abs(labRules)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	second, err := o.lab.Edge.Run(ctx, o.bin, "run", "--rules", rules, "--no-hooks", "--queue", "7", "--socket", o.sock)
+	if err == nil || !strings.Contains(second, "already running") {
+		t.Errorf("a second daemon on the same socket: %v\n%s", err, second)
+	}
+	if _, _, err := o.cli(t, "stats"); err != nil {
+		t.Errorf("the first daemon stopped answering: %v", err)
+	}
+}
