@@ -260,6 +260,34 @@ func TestAdvUrgentAbortThenNewTransfer(t *testing.T) {
 	f.s.send("226 Transfer complete.\r\n")
 }
 
+func TestAdvActiveAbortWithSingleReply(t *testing.T) {
+	// An active transfer aborted, answered by one reply instead of two:
+	// the next PORTs still open their holes.
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	f.port(50000)
+	f.s.send("200 PORT command successful.\r\n")
+	f.c.send("RETR c2900-universalk9-mz.bin\r\n")
+	d := l.dataConn(ap(server, 20), ap(client, 50000), f.id)
+	f.s.send("150 Opening BINARY mode data connection.\r\n")
+	d.a.send(strings.Repeat("x", 1400))
+	f.c.raw(ack|psh|packettest.URG, f.c.next, "\xff\xf4\xff\xf2", true, ReasonSession, packettest.Urgent(4))
+	f.c.next += 4
+	f.c.send("ABOR\r\n")
+	d.a.raw(rst|ack, d.a.next, "", true, ReasonSession)
+	f.s.send("226 Abort successful.\r\n")
+	for i := range uint16(3) {
+		f.port(50001 + i)
+		f.s.send("200 PORT command successful.\r\n")
+		f.c.send("RETR c2900-universalk9-mz.bin\r\n")
+		d = l.dataConn(ap(server, 20), ap(client, 50001+i), f.id)
+		f.s.send("150 Opening BINARY mode data connection.\r\n")
+		d.a.send(strings.Repeat("x", 1400))
+		d.a.close()
+		f.s.send("226 Transfer complete.\r\n")
+	}
+}
+
 func TestAdvFortyKilobyteLine(t *testing.T) {
 	l := newLab(t)
 	f := l.ftp(client, 40000, server)
