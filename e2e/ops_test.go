@@ -9,7 +9,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/iosftp"
 	"github.com/inspectd/inspectd/internal/lab"
 )
 
@@ -181,6 +185,52 @@ func (w *watcher) kinds() string {
 	return strings.Join(k, " ")
 }
 
+type slowResult struct {
+	n   int64
+	err error
+}
+
+// slowDownload fetches file from the lab's IPv4 server over PASV, reading
+// slowly through a 64 KiB receive buffer. It reports the bytes read and
+// why it stopped: nil after the whole file and the server's 226, an error
+// when no data came for 5 s.
+func (o *opsEnv) slowDownload(t *testing.T, file string) slowResult {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl := &iosftp.Client{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := o.lab.Client.DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}}
+	c, err := cl.Login(ctx, hostPort(lab.ServerV4, 21))
+	if err != nil {
+		return slowResult{err: err}
+	}
+	defer c.Close()
+	data, err := c.Retr(ctx, "PASV", file)
+	if err != nil {
+		return slowResult{err: err}
+	}
+	defer data.Close()
+	var n int64
+	buf := make([]byte, 16<<10)
+	for {
+		data.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := io.ReadFull(data, buf)
+		n += int64(k)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			_, err = c.Expect("RETR", 2)
+			return slowResult{n: n, err: err}
+		}
+		if err != nil {
+			return slowResult{n: n, err: err}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func port(addrPort string) uint16 {
 	ap, err := netip.ParseAddrPort(addrPort)
 	if err != nil {
@@ -201,16 +251,11 @@ func TestOpsLiveSessions(t *testing.T) {
 	o.cliJSON(t, &rulesBefore, "rules")
 	w := o.watch(t)
 
-	out := o.local(t, "big.bin")
-	dl := make(chan error, 1)
-	go func() {
-		// 8 MiB at 256 KiB/s: about 32 s unless cleared. curl gives up
-		// when nothing arrives for 5 s.
-		_, err := o.lab.Client.Run(o.ctx(t, 90*time.Second), "curl", "-sS", "--disable-epsv",
-			"--limit-rate", "256K", "--speed-limit", "1", "--speed-time", "5", "--max-time", "80",
-			"-o", out, "ftp://"+hostPort(lab.ServerV4, 21)+"/big.bin")
-		dl <- err
-	}()
+	// A slow passive download with a small receive buffer, so the
+	// transfer is in flight (not sitting in buffers) when it is cleared:
+	// 8 MiB read 16 KiB every 50 ms takes about 26 s.
+	dl := make(chan slowResult, 1)
+	go func() { dl <- o.slowDownload(t, "big.bin") }()
 
 	// The control session and its data session.
 	var ctrl, data inspect.SessionInfo
@@ -285,20 +330,22 @@ func TestOpsLiveSessions(t *testing.T) {
 		t.Errorf("the ftp rule's hits did not move: %d -> %d", hits(rulesBefore), hits(rulesAfter))
 	}
 
-	// Clearing the data session stops the transfer.
+	// Clearing the data session stops the transfer, offloaded or not.
+	t.Logf("clearing data session %d (offloaded %v)", data.ID, data.Offloaded)
 	if outp, _, err := o.cli(t, "clear", "session", fmt.Sprint(data.ID)); err != nil || !strings.Contains(outp, "cleared session") {
 		t.Fatalf("clear: %v %s", err, outp)
 	}
 	select {
-	case err := <-dl:
-		if err == nil {
-			t.Fatal("the download completed after its data session was cleared")
+	case r := <-dl:
+		if r.err == nil {
+			t.Fatalf("the download completed (%d bytes) after its data session was cleared", r.n)
 		}
+		if r.n >= files["big.bin"] {
+			t.Errorf("got all %d bytes after clear", r.n)
+		}
+		t.Logf("download stopped after %d bytes: %v", r.n, r.err)
 	case <-time.After(45 * time.Second):
-		t.Fatal("the download neither stopped nor failed after its data session was cleared")
-	}
-	if fi, err := os.Stat(out); err == nil && fi.Size() >= files["big.bin"] {
-		t.Errorf("got all %d bytes after clear", fi.Size())
+		t.Fatal("the download did not stop after its data session was cleared")
 	}
 	var ss []inspect.SessionInfo
 	o.cliJSON(t, &ss, "sessions", "--parent", fmt.Sprint(ctrl.ID))
