@@ -209,8 +209,19 @@ func (t *Table) Peek(k Key) (*Session, Dir) {
 // unless pickUp is set, in which case the session is picked up in the
 // middle of its life from whatever segment p is.
 func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
+	return t.create(KeyOf(p), Original, p, now, pickUp)
+}
+
+// PickUp adds a TCP session picked up in the middle of its life whose
+// original direction is orig, from packet p travelling in direction dir
+// (the engine adopts connections that the kernel tracked as established
+// before the daemon started: their first packet seen may be a reply).
+func (t *Table) PickUp(orig Key, dir Dir, p *decode.Packet, now time.Time) (*Session, error) {
+	return t.create(orig, dir, p, now, true)
+}
+
+func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
 	n := t.advance(now)
-	k := KeyOf(p)
 	if old := t.sessions.get(k); old != nil {
 		if old.expires > n {
 			return nil, ErrExists
@@ -239,7 +250,7 @@ func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, 
 		if pickUp {
 			s.PickedUp = true
 			s.State = StateEstablished
-			s.tcp[Original].pickUp(p)
+			s.tcp[dir].pickUp(p)
 		} else {
 			s.State = StateSynSent
 			s.tcp[Original].init(p)

@@ -25,6 +25,12 @@ type Options struct {
 	// segments in a row beyond the window (captures miss packets). Zero
 	// keeps strict tracking.
 	GapRecovery int
+	// Known, when set, reports whether the kernel's conntrack held the
+	// TCP connection with this original-direction key as established
+	// when the daemon started. A segment of such a connection is picked
+	// up (if the rules permit its original direction) instead of being
+	// dropped for want of a session: a restart then cuts no transfer.
+	Known func(conntrack.Key) bool
 }
 
 // Reasons for verdicts. Inspectors and limits add their own.
@@ -40,7 +46,8 @@ const (
 	ReasonICMPOrphan  = "icmp error quotes no tracked flow"
 	ReasonNoRules     = "no rules for the interface the packet entered on"
 	ReasonFragment    = "fragment: non-first fragment (not reassembled)"
-	ReasonAdopted     = "offloaded before a restart" // a marked flow the table had lost
+	ReasonAdopted     = "offloaded before a restart"   // a marked flow the table had lost
+	ReasonResumed     = "established before a restart" // a kernel-tracked flow the rules permit
 )
 
 // Engine decides the fate of each packet. It is safe for concurrent use
@@ -309,6 +316,11 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 	if m.Offloaded && !pureSYN {
 		return e.adopt(m)
 	}
+	if tcp && !pureSYN && e.opt.Known != nil && p.Flags&decode.TCPSyn == 0 {
+		if v, ok := e.resume(k, m); ok {
+			return v
+		}
+	}
 	ic := e.cfg.ifaces[m.In]
 	if ic == nil || ic.block == nil {
 		return e.drop(m, ReasonNoRules, "", true)
@@ -354,12 +366,7 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 	}
 	s.Rule, s.In = index, uint8(ic.iface.Index)
 	if r != nil {
-		switch r.Inspect {
-		case "ftp":
-			s.Inspector, s.NoOffload = ftp.New(e.cfg.ftp), true
-		case "tftp":
-			s.Inspector = tftp.New(e.cfg.tftp)
-		}
+		e.attachInspector(s, r)
 	}
 	e.count(s)
 	if len(e.subs) > 0 {
@@ -406,6 +413,69 @@ func (e *Engine) adopt(m Meta) Verdict {
 	e.stats.Accepted++
 	e.stats.New++
 	return Verdict{Accept: true, Reason: ReasonAdopted, Session: s.ID}
+}
+
+// resume picks up a connection that the kernel tracked as established
+// when the daemon started (Options.Known), if the rules in force permit
+// its original direction: the session comes back with its rule and
+// inspector, tracked liberally from here on.
+func (e *Engine) resume(k conntrack.Key, m Meta) (Verdict, bool) {
+	orig, dir := k, conntrack.Original
+	if !e.opt.Known(k) {
+		if orig, dir = k.Reverse(), conntrack.Reply; !e.opt.Known(orig) {
+			return Verdict{}, false
+		}
+	}
+	ic := e.cfg.ifaces[m.In]
+	if dir == conntrack.Reply {
+		// The original direction entered where its source lives.
+		ic = nil
+		if ifc := e.cfg.rs.InterfaceFor(orig.Src); ifc != nil {
+			ic = e.cfg.ifaces[ifc.Device]
+		}
+	}
+	if ic == nil || ic.block == nil {
+		return Verdict{}, false
+	}
+	f := rules.Flow{Proto: orig.Proto, Src: orig.Src, Dst: orig.Dst, SrcPort: orig.SrcPort, DstPort: orig.DstPort}
+	r := ic.block.Match(&f)
+	if (r == nil && ic.block.Default != rules.Permit) || (r != nil && r.Action != rules.Permit) {
+		return Verdict{}, false
+	}
+	s, err := e.table.PickUp(orig, dir, &e.pkt, m.Time)
+	if err != nil {
+		return e.drop(m, err.Error(), "", true), true
+	}
+	s.In = uint8(ic.iface.Index)
+	loc := ic.defLoc
+	if r != nil {
+		r.Hit()
+		s.Rule, loc = int32(r.Index), e.cfg.ruleLoc[r.Index]
+		e.attachInspector(s, r)
+	}
+	s.Packets[dir]++
+	s.Bytes[dir] += uint64(e.pkt.Length)
+	if len(e.subs) > 0 {
+		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonResumed, Rule: loc, In: m.In}, s, m.Time)
+	}
+	if s.Inspector != nil {
+		if v, done := e.inspect(s, dir, m); done {
+			return v, true
+		}
+	}
+	e.stats.Accepted++
+	e.stats.New++
+	return Verdict{Accept: true, Reason: ReasonResumed, Rule: loc, Session: s.ID}, true
+}
+
+// attachInspector gives a session the inspector its rule asks for.
+func (e *Engine) attachInspector(s *conntrack.Session, r *rules.Rule) {
+	switch r.Inspect {
+	case "ftp":
+		s.Inspector, s.NoOffload = ftp.New(e.cfg.ftp), true
+	case "tftp":
+		s.Inspector = tftp.New(e.cfg.tftp)
+	}
 }
 
 // related opens the child session an expectation predicted.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/internal/packettest"
 	"github.com/inspectd/inspectd/rules"
 )
@@ -283,5 +284,45 @@ func TestAdoptsOffloadedFlowAfterRestart(t *testing.T) {
 	}
 	if v := e.Process(packettest.TCP(ap(client, 40001), s, syn, 1, 0, nil), Meta{Time: start, In: "wan0", Offloaded: true}); v.Reason == ReasonAdopted {
 		t.Fatal("a SYN was adopted")
+	}
+}
+
+// TestResumesKernelEstablishedFlows: after a restart, a connection the
+// kernel tracked as established is picked up with its rule and inspector
+// when the rules permit its original direction; others stay dropped.
+func TestResumesKernelEstablishedFlows(t *testing.T) {
+	c, s := ap(client, 40000), ap(server, 21)
+	other := ap(server, 22)
+	known := map[string]bool{
+		fmt.Sprint(c, s):     true,
+		fmt.Sprint(c, other): true,
+	}
+	e := New(mustRules(t, testRules), Options{Known: func(k conntrack.Key) bool {
+		return known[fmt.Sprint(netip.AddrPortFrom(k.Src, k.SrcPort), netip.AddrPortFrom(k.Dst, k.DstPort))]
+	}})
+	var opened []Event
+	e.Subscribe(func(ev Event) {
+		if ev.Kind == SessionOpen {
+			opened = append(opened, ev)
+		}
+	})
+	// The server's reply comes first: the session is the client's.
+	v := e.Process(packettest.TCP(s, c, ack|psh, 9000, 7000, []byte("226 Transfer complete\r\n")), Meta{Time: start, In: "lan0"})
+	if !v.Accept || v.Reason != ReasonResumed || v.Rule != "test.rules:8" {
+		t.Fatalf("resumed reply: %+v", v)
+	}
+	if len(opened) != 1 || opened[0].Session.Src != c.String() || opened[0].Session.ALG != "ftp" {
+		t.Fatalf("resumed session %+v", opened)
+	}
+	if v := e.Process(packettest.TCP(c, s, ack, 7000, 9023, nil), Meta{Time: start, In: "wan0"}); v.Reason != ReasonSession {
+		t.Fatalf("client side after resume: %+v", v)
+	}
+	// Known to the kernel, but the rules do not permit it (port 22).
+	if v := e.Process(packettest.TCP(c, other, ack, 1, 1, nil), Meta{Time: start, In: "wan0"}); v.Accept {
+		t.Fatal("resumed a flow the rules deny")
+	}
+	// Not known to the kernel.
+	if v := e.Process(packettest.TCP(ap(client, 40001), s, ack, 1, 1, nil), Meta{Time: start, In: "wan0"}); v.Accept {
+		t.Fatal("resumed an unknown flow")
 	}
 }

@@ -124,6 +124,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer stats.Close()
 
+	// Connections the kernel holds as established were admitted by an
+	// earlier run: they are resumed if the rules still permit them.
+	est, err := keep.established()
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	known := knownUntil(est, time.Now().Add(rs.Timeouts.TCPIdle))
+
 	// Queues first, hooks second: traffic never meets a hook with no
 	// reader behind it.
 	engines := make([]*inspect.Engine, o.Queues)
@@ -135,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	audit := &auditor{log: log, lim: lim}
 	for i := range engines {
-		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues})
+		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known})
 		engines[i].Subscribe(audit.event)
 		qn := o.FirstQueue + uint16(i)
 		q, err := nfq.Open(nfq.Config{Queue: qn, FailOpen: o.FailOpen, GSO: true, Mark: o.Mark, Names: ifaces,
@@ -181,6 +189,7 @@ func Run(ctx context.Context, o Options) error {
 		zap.Bool("fail_open", o.FailOpen),
 		zap.String("hooks", hookMode),
 		zap.String("mark", fmt.Sprintf("%#x", o.Mark)),
+		zap.Int("resumable_connections", len(est)),
 		zap.Strings("interfaces", ifaces.Names()),
 		zap.String("rules", strings.TrimSpace(rs.Summary())))
 

@@ -96,6 +96,52 @@ func (k *keeper) poll(now time.Time) error {
 	return nil
 }
 
+// Kernel TCP conntrack states from established to last-ack
+// (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
+const (
+	kernelTCPEstablished = 3
+	kernelTCPLastAck     = 6
+)
+
+// established lists the TCP connections the kernel's conntrack holds as
+// established (or closing) now, by original-direction key: the daemon
+// resumes them after a restart instead of cutting them.
+func (k *keeper) established() (map[conntrack.Key]struct{}, error) {
+	set := make(map[conntrack.Key]struct{})
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		flows, err := k.h.ConntrackTableList(netlink.ConntrackTable, fam)
+		if err != nil {
+			return nil, fmt.Errorf("list kernel conntrack: %w", err)
+		}
+		for _, f := range flows {
+			tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP)
+			if !ok || tcp.State < kernelTCPEstablished || tcp.State > kernelTCPLastAck {
+				continue
+			}
+			if key, ok := flowKey(f); ok {
+				set[key] = struct{}{}
+			}
+		}
+	}
+	return set, nil
+}
+
+// knownUntil returns an Options.Known for the engines: the connections in
+// set, for as long as the rules' TCP idle timeout after start (a
+// connection silent for longer would have expired anyway).
+func knownUntil(set map[conntrack.Key]struct{}, until time.Time) func(conntrack.Key) bool {
+	if len(set) == 0 {
+		return nil
+	}
+	return func(k conntrack.Key) bool {
+		if time.Now().After(until) {
+			return false
+		}
+		_, ok := set[k]
+		return ok
+	}
+}
+
 // flowKey is the conntrack.Key of a kernel flow's original direction.
 func flowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
 	src, ok1 := addr(f.Forward.SrcIP)
