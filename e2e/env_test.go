@@ -221,7 +221,8 @@ func setupInspectd(t *testing.T, e *env) {
 func (e *env) startInspectd(t *testing.T, rules string) *lab.Proc {
 	t.Helper()
 	bin := requireInspectd(t)
-	p, err := e.lab.Start(e.lab.Edge, "inspectd", bin, "run", "--rules", rules, "--queues", "2", "--log-format", "json")
+	sock := filepath.Join(t.TempDir(), "inspectd.sock")
+	p, err := e.lab.Start(e.lab.Edge, "inspectd", bin, "run", "--rules", rules, "--queues", "2", "--log-format", "json", "--socket", sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,14 +39,8 @@ func newInspectdEnv(t *testing.T) *env {
 // after a restart the download must complete byte for byte.
 func TestInspectdKillRestart(t *testing.T) {
 	e := newInspectdEnv(t)
-	out := e.local(t, "big.bin")
-	dl := make(chan error, 1)
-	go func() {
-		// 8 MiB at 1 MiB/s: about 8 s, long enough to kill and restart.
-		_, err := e.lab.Client.Run(e.ctx(t, 90*time.Second), "curl", "-sS", "--limit-rate", "1M",
-			"--max-time", "80", "-o", out, "ftp://"+hostPort(lab.ServerV4, 21)+"/big.bin")
-		dl <- err
-	}()
+	dl := make(chan slowResult, 1)
+	go func() { dl <- e.slowDownload(t, "big.bin") }()
 	time.Sleep(2 * time.Second)
 	if err := e.inspectd.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -59,20 +53,27 @@ func TestInspectdKillRestart(t *testing.T) {
 		c.Close()
 		t.Error("a new connection got through while inspectd was down (want fail closed)")
 	}
+	select {
+	case r := <-dl:
+		t.Fatalf("the download ended while inspectd was down (%d bytes, %v): it must span the restart", r.n, r.err)
+	default:
+	}
 	rules, err := filepath.Abs(labRules)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.startInspectd(t, rules)
 	select {
-	case err := <-dl:
-		if err != nil {
-			t.Fatalf("download across the restart: %v", err)
+	case r := <-dl:
+		if r.err != nil || r.n != files["big.bin"] {
+			t.Fatalf("download across the restart: %d of %d bytes, %v", r.n, files["big.bin"], r.err)
 		}
 	case <-time.After(85 * time.Second):
 		t.Fatal("download did not finish after the restart")
 	}
-	e.checkFile(t, out, "big.bin")
+	if !strings.Contains(e.inspectd.Log(), `"reason":"established before a restart"`) {
+		t.Errorf("the control connection was not resumed after the restart:\n%s", e.inspectd.Log())
+	}
 }
 
 // TestInspectdReloadBrokenRules reloads a broken rule file with SIGHUP:

@@ -191,10 +191,11 @@ type slowResult struct {
 }
 
 // slowDownload fetches file from the lab's IPv4 server over PASV, reading
-// slowly through a 64 KiB receive buffer. It reports the bytes read and
-// why it stopped: nil after the whole file and the server's 226, an error
-// when no data came for 5 s.
-func (o *opsEnv) slowDownload(t *testing.T, file string) slowResult {
+// slowly through a 64 KiB receive buffer (curl --limit-rate cannot hold a
+// transfer in flight: the kernel's buffers swallow megabytes). It reports
+// the bytes read and why it stopped: nil after the whole file and the
+// server's 226, an error when no data came for 5 s.
+func (o *env) slowDownload(t *testing.T, file string) slowResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl := &iosftp.Client{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

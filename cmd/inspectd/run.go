@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/inspectd/inspectd/internal/api/client"
 	"github.com/inspectd/inspectd/internal/daemon"
 )
 
@@ -29,6 +30,10 @@ Examples:
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "console, json or auto (console on a terminal)")
 	mark := fs.String("mark", "0x10000000", "packet/connection mark `bit` of offloaded flows")
+	fs.StringVar(&o.Socket, "socket", "", "control socket `PATH`")
+	fs.StringVar(&o.SocketGroup, "socket-group", "", "socket `GROUP`")
+	fs.StringVar(&o.Metrics, "metrics", "", "metrics `ADDR`")
+	o.Version = version
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -48,6 +53,7 @@ Examples:
 	}
 	o.Mark = uint32(m)
 	o.Stdout = stdout
+	o.Socket = client.SocketPath(o.Socket)
 	if err := daemon.Run(context.Background(), o); err != nil {
 		fmt.Fprintln(stderr, "inspectd run:", err)
 		return 1

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/hooks"
 	"github.com/inspectd/inspectd/internal/links"
+	"github.com/inspectd/inspectd/internal/metrics"
 	"github.com/inspectd/inspectd/internal/nfq"
 	"github.com/inspectd/inspectd/rules"
 	"go.uber.org/zap"
@@ -58,6 +60,12 @@ type Options struct {
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat (for embedding and tests).
 	Logger *zap.Logger
+	// Socket is the control socket (--socket); SocketGroup its group.
+	Socket, SocketGroup string
+	// Metrics is the Prometheus listen address (--metrics); "" is off.
+	Metrics string
+	// Version is the daemon's version for the control API.
+	Version string
 }
 
 // Log rate limits: sustained events per second and burst, shared by all
@@ -156,6 +164,34 @@ func Run(ctx context.Context, o Options) error {
 	for _, e := range engines {
 		e.SetSiblings(engines)
 	}
+	lat := metrics.NewLatency(o.Queues)
+	backend := api.NewEngineBackend(engines, api.EngineConfig{
+		Reload: func() error { return reload(log, o.RulesFile, engines) },
+		Queues: func() []api.QueueStats {
+			out := make([]api.QueueStats, len(queues))
+			for i, q := range queues {
+				s := q.Stats()
+				out[i] = api.QueueStats{Queue: o.FirstQueue + uint16(i), Packets: s.Packets, Accepted: s.Accepted,
+					Dropped: s.Dropped, Offloaded: s.Offloaded, VerdictErrors: s.VerdictErrors, Overflows: s.Overflows}
+			}
+			return out
+		},
+		Latency: lat.Snapshot,
+	})
+	srv, err := api.NewServer(backend, api.Options{Path: o.Socket, Group: o.SocketGroup, Version: o.Version})
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	go srv.Serve()
+	defer srv.Close()
+	if o.Metrics != "" {
+		ms, err := metrics.Listen(o.Metrics, backend)
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		go ms.Serve()
+		defer ms.Close()
+	}
 
 	hookMode := "installed"
 	if o.NoHooks {
@@ -196,7 +232,7 @@ func Run(ctx context.Context, o Options) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Queues)
 	for i, q := range queues {
-		w := &worker{e: engines[i], keep: keep}
+		w := &worker{e: engines[i], keep: keep, lat: lat.Worker(i)}
 		wg.Go(func() {
 			if err := q.Run(ctx, w); err != nil {
 				errs <- err
@@ -216,7 +252,7 @@ loop:
 			stop()
 			break loop
 		case <-hup:
-			reload(log, o.RulesFile, engines)
+			backend.Reload()
 		}
 	}
 	wg.Wait()
@@ -249,16 +285,17 @@ func loadRules(log *zap.Logger, path string) (*rules.Ruleset, error) {
 
 // reload re-reads the rules and puts them in force in every engine, or
 // keeps the old ones when the file has errors.
-func reload(log *zap.Logger, path string, engines []*inspect.Engine) {
+func reload(log *zap.Logger, path string, engines []*inspect.Engine) error {
 	rs, err := loadRules(log, path)
 	if err != nil {
 		log.Error("reload refused, the old rules stay in force", zap.Error(err))
-		return
+		return err
 	}
 	for _, e := range engines {
 		e.SetRules(rs)
 	}
 	log.Info("rules reloaded", zap.String("rules", strings.TrimSpace(rs.Summary())))
+	return nil
 }
 
 func queueRange(first uint16, n int) string {
@@ -272,13 +309,19 @@ func queueRange(first uint16, n int) string {
 // offloaded sessions on the worker goroutine (the engine's tables belong
 // to it).
 type worker struct {
+	lat  *metrics.Recorder
 	e    *inspect.Engine
 	keep *keeper
 	seen time.Time // time of the last kernel table read acted on
 }
 
 // Process hands the packet to the engine.
-func (w *worker) Process(data []byte, m inspect.Meta) inspect.Verdict { return w.e.Process(data, m) }
+func (w *worker) Process(data []byte, m inspect.Meta) inspect.Verdict {
+	t0 := time.Now()
+	v := w.e.Process(data, m)
+	w.lat.Since(t0)
+	return v
+}
 
 // Tick advances the engine's expiry and, when the keeper has read the
 // kernel's table since the last tick, touches the offloaded sessions the

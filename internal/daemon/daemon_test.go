@@ -52,7 +52,7 @@ func TestRunRefusesBadRules(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.rules")
 	writeRules(t, path, "interface wan wan0\nin on wan default maybe {\n}\nbogus\n")
 	core, logs := observer.New(zap.DebugLevel)
-	err := Run(context.Background(), Options{RulesFile: path, Logger: zap.New(core)})
+	err := Run(context.Background(), Options{RulesFile: path, Logger: zap.New(core), Socket: filepath.Join(t.TempDir(), "s.sock")})
 	if err == nil || !strings.Contains(err.Error(), "errors in the rules") {
 		t.Fatalf("Run = %v, want a refusal naming the rule errors", err)
 	}
@@ -149,6 +149,9 @@ func startDaemon(t *testing.T, o Options) *daemonUnderTest {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	o.Logger = zap.New(core)
+	if o.Socket == "" {
+		o.Socket = filepath.Join(t.TempDir(), "inspectd.sock")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemonUnderTest{logs: logs, cancel: cancel}
 	d.done = nstest.Go(t, func() { d.err = Run(ctx, o) })

@@ -3,12 +3,11 @@ package daemon
 import (
 	"fmt"
 	"maps"
-	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/inspectd/inspectd/conntrack"
+	"github.com/inspectd/inspectd/internal/kconntrack"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -78,7 +77,7 @@ func (k *keeper) poll(now time.Time) error {
 		if f.Mark&k.mark == 0 {
 			continue
 		}
-		key, ok := flowKey(f)
+		key, ok := kconntrack.FlowKey(f)
 		if !ok {
 			continue
 		}
@@ -118,7 +117,7 @@ func (k *keeper) established() (map[conntrack.Key]struct{}, error) {
 			if !ok || tcp.State < kernelTCPEstablished || tcp.State > kernelTCPLastAck {
 				continue
 			}
-			if key, ok := flowKey(f); ok {
+			if key, ok := kconntrack.FlowKey(f); ok {
 				set[key] = struct{}{}
 			}
 		}
@@ -140,20 +139,4 @@ func knownUntil(set map[conntrack.Key]struct{}, until time.Time) func(conntrack.
 		_, ok := set[k]
 		return ok
 	}
-}
-
-// flowKey is the conntrack.Key of a kernel flow's original direction.
-func flowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
-	src, ok1 := addr(f.Forward.SrcIP)
-	dst, ok2 := addr(f.Forward.DstIP)
-	if !ok1 || !ok2 {
-		return conntrack.Key{}, false
-	}
-	return conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort,
-		Proto: f.Forward.Protocol}, true
-}
-
-func addr(ip net.IP) (netip.Addr, bool) {
-	a, ok := netip.AddrFromSlice(ip)
-	return a.Unmap(), ok
 }
