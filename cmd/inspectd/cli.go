@@ -412,7 +412,7 @@ func eventLine(ev api.Event) string {
 		return b.String()
 	case "expect-add", "expect-use", "expect-expire":
 		if x := ev.Expect; x != nil {
-			fmt.Fprintf(&b, "expectation %d of session %d (%s %s): %s %s -> %s", x.ID, x.Parent, x.ALG, x.What, x.Proto, x.Src, x.Dst)
+			fmt.Fprintf(&b, "expectation %d of session %d (%s): %s %s -> %s", x.ID, x.Parent, x.What, x.Proto, x.Src, x.Dst)
 			switch ev.Kind {
 			case "expect-add":
 				fmt.Fprintf(&b, ", expires %s", x.Expires.Local().Format("15:04:05"))

@@ -38,7 +38,7 @@ func (f *fakeBackend) Sessions() []inspect.SessionInfo {
 }
 
 func (f *fakeBackend) Expectations() []inspect.ExpectInfo {
-	return []inspect.ExpectInfo{{ID: 9, Parent: 1, ALG: "ftp", What: "PASV", Proto: "tcp", Src: "198.51.100.2:any",
+	return []inspect.ExpectInfo{{ID: 9, Parent: 1, ALG: "ftp", What: "ftp PASV", Proto: "tcp", Src: "198.51.100.2:any",
 		Dst: "192.0.2.10:30002", Created: t0.Add(time.Hour - 10*time.Second), Expires: t0.Add(time.Hour + 50*time.Second)}}
 }
 
