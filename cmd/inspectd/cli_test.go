@@ -163,8 +163,8 @@ func TestOtherVerbs(t *testing.T) {
 		out  []string
 		err  string
 	}{
-		{[]string{"expectations"}, 0, []string{"ID  OWNER  ALG  WHAT  PROTO  SOURCE            DESTINATION       AGE  EXPIRES IN",
-			"9   1      ftp  PASV  tcp    198.51.100.2:any  192.0.2.10:30002  10s  50s"}, ""},
+		{[]string{"expectations"}, 0, []string{"ID  OWNER  ALG  WHAT      PROTO  SOURCE            DESTINATION       AGE  EXPIRES IN",
+			"9   1      ftp  ftp PASV  tcp    198.51.100.2:any  192.0.2.10:30002  10s  50s"}, ""},
 		{[]string{"expectations", "--json"}, 0, []string{`"expires": "2025-01-02T04:04:55Z"`, `"parent": 1`}, ""},
 		{[]string{"stats"}, 0, []string{"packets", "default deny", "tcp: outside window", "ftp established", "(none) established",
 			"half-open              9 / 10", "90.0%  NEAR THE LIMIT", "queue full 1", "p99 <= 10µs", "rules loaded"}, ""},
