@@ -44,6 +44,9 @@ const (
 	// memory.
 	MinLine      = 128
 	MaxLineLimit = 8192
+	// DataPort is the source port of an active-mode data connection
+	// unless Config.ActiveSourcePortAny: ftp-data, port 20.
+	DataPort = 20
 )
 
 // Config tunes an FTP Inspector. The zero value is the default policy.
@@ -57,8 +60,8 @@ type Config struct {
 	MinDataPort uint16
 	// ActiveSourcePortAny lets the server open an active-mode data
 	// connection from any source port. When false the connection must
-	// come from the port just below the server's control port (L-1 in
-	// RFC 959: port 20 for a server on port 21).
+	// come from port 20 (DataPort), whatever the control port: the
+	// rules' "active-source-port 20".
 	ActiveSourcePortAny bool
 	// MaxLine is how many bytes of one line are buffered per direction;
 	// a longer line is discarded up to its end and opens nothing. Zero

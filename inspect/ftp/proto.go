@@ -338,9 +338,9 @@ func (in *Inspector) reply(c *conntrack.Context, line []byte, long bool, res *co
 // client's own address.
 func (in *Inspector) expectActive(c *conntrack.Context, kind cmdKind, port uint16, res *conntrack.Result) {
 	k := c.Session.Key
-	var sport uint16
+	var sport uint16 // any
 	if !in.cfg.ActiveSourcePortAny {
-		sport = k.DstPort - 1 // RFC 959: L-1, port 20 for a server on 21
+		sport = DataPort
 	}
 	what := "ftp PORT"
 	if kind == cmdEPRT {
