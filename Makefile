@@ -46,7 +46,7 @@ demo: deps build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./rules/
-	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime 30s ./inspect/
+	$(GO) test -run '^$$' -fuzz FuzzProcess -fuzztime 30s -fuzzminimizetime 1x ./inspect/
 	$(GO) test -run '^$$' -fuzz FuzzStream -fuzztime 30s ./inspect/ftp/
 
 clean:

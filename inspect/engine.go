@@ -197,6 +197,7 @@ const expireBudget = 8
 func (e *Engine) Process(data []byte, m Meta) Verdict {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stats.Packets++
 	if err := e.dec.IP(data, &e.pkt); err != nil {
 		return e.drop(m, err.Error(), "", false)
 	}
@@ -207,6 +208,7 @@ func (e *Engine) Process(data []byte, m Meta) Verdict {
 func (e *Engine) ProcessFrame(link layers.LinkType, data []byte, m Meta) Verdict {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stats.Packets++
 	if err := e.dec.Frame(link, data, &e.pkt); err != nil {
 		return e.drop(m, err.Error(), "", false)
 	}
@@ -216,7 +218,6 @@ func (e *Engine) ProcessFrame(link layers.LinkType, data []byte, m Meta) Verdict
 func (e *Engine) process(m Meta) Verdict {
 	p := &e.pkt
 	e.table.Expire(m.Time, expireBudget)
-	e.stats.Packets++
 	if p.Fragment {
 		return e.drop(m, ReasonFragment, "", false)
 	}
