@@ -171,23 +171,11 @@ func (e *env) ftpLog(t *testing.T, port int, v6 bool, offset int64) (string, int
 }
 
 // setupKernel makes the edge a stateful iptables firewall using the
-// kernel's FTP and TFTP helpers: the baseline inspectd replaces.
+// kernel's FTP and TFTP helpers (lab.KernelFirewall, the ruleset
+// equivalent to examples/lab.rules): the baseline inspectd replaces.
 func setupKernel(t *testing.T, e *env) {
-	for _, ipt := range []string{"iptables", "ip6tables"} {
-		for _, rule := range [][]string{
-			{"-P", "FORWARD", "DROP"},
-			{"-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
-			{"-A", "FORWARD", "-i", lab.WANIf, "-p", "tcp", "-m", "multiport", "--dports", "21,2121",
-				"--syn", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"},
-			{"-A", "FORWARD", "-i", lab.WANIf, "-p", "udp", "--dport", "69",
-				"-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"},
-			{"-t", "raw", "-A", "PREROUTING", "-i", lab.WANIf, "-p", "tcp", "-m", "multiport",
-				"--dports", "21,2121", "-j", "CT", "--helper", "ftp"},
-			{"-t", "raw", "-A", "PREROUTING", "-i", lab.WANIf, "-p", "udp", "--dport", "69",
-				"-j", "CT", "--helper", "tftp"},
-		} {
-			e.run(t, e.lab.Edge, 10*time.Second, ipt, rule...)
-		}
+	if err := e.lab.KernelFirewall(e.ctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
 	}
 }
 
