@@ -122,6 +122,13 @@ func (a *auditor) event(ev inspect.Event) {
 	switch ev.Kind {
 	case inspect.ExpectAdd, inspect.ExpectUse, inspect.ExpectExpire:
 		lvl = zap.DebugLevel
+	case inspect.Deny:
+		// A denial is logged at info when its rule or default says
+		// `log`, or when no rule decided it (an inspector's refusal, a
+		// limit, a TCP anomaly); plain rule denials are debug.
+		if !ev.Log {
+			lvl = zap.DebugLevel
+		}
 	}
 	if !a.log.Core().Enabled(lvl) {
 		return
