@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/capture"
 	"github.com/inspectd/inspectd/internal/decode"
@@ -264,7 +265,7 @@ func formatLine(r *Packet) string {
 // describe summarises a packet in one line, tcpdump style.
 func describe(p *decode.Packet) string {
 	var b strings.Builder
-	b.WriteString(protoName(p.Proto))
+	b.WriteString(conntrack.ProtoName(p.Proto))
 	b.WriteByte(' ')
 	switch p.Proto {
 	case decode.ProtoTCP, decode.ProtoUDP:
@@ -297,18 +298,4 @@ func describe(p *decode.Packet) string {
 		b.WriteString(" (fragment)")
 	}
 	return b.String()
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case decode.ProtoTCP:
-		return "tcp"
-	case decode.ProtoUDP:
-		return "udp"
-	case decode.ProtoICMP:
-		return "icmp"
-	case decode.ProtoICMPv6:
-		return "icmp6"
-	}
-	return fmt.Sprintf("proto-%d", p)
 }
