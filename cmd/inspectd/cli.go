@@ -93,6 +93,30 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 	return 2
 }
 
+// query does what every read-only verb does after parsing its flags:
+// refuse positional arguments, ask the daemon, note a version difference
+// and print --json. When ok is false the verb is done and code is its exit
+// code; otherwise res is for the verb's table.
+func query[T any](fs *flag.FlagSet, l *live, pos []string, stdout io.Writer,
+	call func(*client.Client, context.Context) (T, error)) (res T, code int, ok bool) {
+	if len(pos) > 0 {
+		return res, usageError(fs, l.stderr, "unexpected argument %q", pos[0]), false
+	}
+	c := l.client()
+	ctx, cancel := l.ctx()
+	defer cancel()
+	res, err := call(c, ctx)
+	if err != nil {
+		return res, l.fail(err), false
+	}
+	l.warnVersion(c)
+	if *l.json {
+		printJSON(stdout, res)
+		return res, 0, false
+	}
+	return res, 0, true
+}
+
 func printJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -122,9 +146,6 @@ Examples:
 	if code >= 0 {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(fs, stderr, "unexpected argument %q", pos[0])
-	}
 	q := map[string][]string{}
 	for k, v := range map[string]string{"proto": *proto, "addr": *addr, "port": *port, "alg": *alg, "state": *state, "parent": *parent} {
 		if v != "" {
@@ -135,17 +156,11 @@ Examples:
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
-	c := l.client()
-	ctx, cancel := l.ctx()
-	defer cancel()
-	ss, err := c.Sessions(ctx, f)
-	if err != nil {
-		return l.fail(err)
-	}
-	l.warnVersion(c)
-	if *l.json {
-		printJSON(stdout, ss)
-		return 0
+	ss, code, ok := query(fs, l, pos, stdout, func(c *client.Client, ctx context.Context) ([]inspect.SessionInfo, error) {
+		return c.Sessions(ctx, f)
+	})
+	if !ok {
+		return code
 	}
 	if len(ss) == 0 {
 		fmt.Fprintln(stdout, "no sessions")
@@ -176,20 +191,9 @@ Examples:
 	if code >= 0 {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(fs, stderr, "unexpected argument %q", pos[0])
-	}
-	c := l.client()
-	ctx, cancel := l.ctx()
-	defer cancel()
-	xs, err := c.Expectations(ctx)
-	if err != nil {
-		return l.fail(err)
-	}
-	l.warnVersion(c)
-	if *l.json {
-		printJSON(stdout, xs)
-		return 0
+	xs, code, ok := query(fs, l, pos, stdout, (*client.Client).Expectations)
+	if !ok {
+		return code
 	}
 	if len(xs) == 0 {
 		fmt.Fprintln(stdout, "no expectations")
@@ -219,20 +223,9 @@ Examples:
 	if code >= 0 {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(fs, stderr, "unexpected argument %q", pos[0])
-	}
-	c := l.client()
-	ctx, cancel := l.ctx()
-	defer cancel()
-	st, err := c.Stats(ctx)
-	if err != nil {
-		return l.fail(err)
-	}
-	l.warnVersion(c)
-	if *l.json {
-		printJSON(stdout, st)
-		return 0
+	st, code, ok := query(fs, l, pos, stdout, (*client.Client).Stats)
+	if !ok {
+		return code
 	}
 	printStats(stdout, st)
 	return 0
@@ -306,20 +299,9 @@ Examples:
 	if code >= 0 {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageError(fs, stderr, "unexpected argument %q", pos[0])
-	}
-	c := l.client()
-	ctx, cancel := l.ctx()
-	defer cancel()
-	rs, err := c.Rules(ctx)
-	if err != nil {
-		return l.fail(err)
-	}
-	l.warnVersion(c)
-	if *l.json {
-		printJSON(stdout, rs)
-		return 0
+	rs, code, ok := query(fs, l, pos, stdout, (*client.Client).Rules)
+	if !ok {
+		return code
 	}
 	fmt.Fprintf(stdout, "rules from %s, loaded %s (%s ago)\n\n", rs.File, rs.Loaded.Local().Format(time.DateTime), human(now().Sub(rs.Loaded)))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
