@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -165,14 +166,22 @@ func Run(ctx context.Context, o Options) error {
 		e.SetSiblings(engines)
 	}
 	lat := metrics.NewLatency(o.Queues)
+	// kstats holds the kernel's latest per-queue drop counters, read by
+	// the maintenance loop and shown by `inspectd stats`.
+	var kstats atomic.Pointer[map[uint16]nfq.KernelStats]
 	backend := api.NewEngineBackend(engines, api.EngineConfig{
 		Reload: func() error { return reload(log, o.RulesFile, engines) },
 		Queues: func() []api.QueueStats {
+			kernel := kstats.Load()
 			out := make([]api.QueueStats, len(queues))
 			for i, q := range queues {
 				s := q.Stats()
-				out[i] = api.QueueStats{Queue: o.FirstQueue + uint16(i), Packets: s.Packets, Accepted: s.Accepted,
+				n := o.FirstQueue + uint16(i)
+				out[i] = api.QueueStats{Queue: n, Packets: s.Packets, Accepted: s.Accepted,
 					Dropped: s.Dropped, Offloaded: s.Offloaded, VerdictErrors: s.VerdictErrors, Overflows: s.Overflows}
+				if kernel != nil {
+					out[i].QueueFull, out[i].SocketFull = (*kernel)[n].QueueDropped, (*kernel)[n].UserDropped
+				}
 			}
 			return out
 		},
@@ -239,7 +248,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 		})
 	}
-	wg.Go(func() { maintain(ctx, log, lim, keep, stats, queues, o.FirstQueue, o.KeepAlive) })
+	wg.Go(func() { maintain(ctx, log, lim, keep, stats, queues, o.FirstQueue, o.KeepAlive, &kstats) })
 
 	var runErr error
 loop:
@@ -343,7 +352,7 @@ func (w *worker) Tick(now time.Time) {
 // maintain runs every interval: the conntrack keep-alive read and the
 // kernel's queue overflow counters.
 func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, stats *os.File,
-	queues []*nfq.Queue, first uint16, interval time.Duration) {
+	queues []*nfq.Queue, first uint16, interval time.Duration, kstats *atomic.Pointer[map[uint16]nfq.KernelStats]) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var last map[uint16]nfq.KernelStats
@@ -357,6 +366,8 @@ func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, 
 				lim.warn(log, "conntrack keep-alive", err)
 			}
 			last = checkOverflow(log, stats, first, len(queues), last)
+			published := last // a new variable each tick: readers keep theirs
+			kstats.Store(&published)
 			for i, q := range queues {
 				if n := q.Stats().Overflows; n != lastOverflows[i] {
 					log.Warn("queue socket overrun (ENOBUFS)", zap.Uint16("queue", first+uint16(i)),
