@@ -3,7 +3,7 @@
 # demo need. Idempotent: does nothing when everything is already installed.
 set -euo pipefail
 
-PACKAGES=(iptables vsftpd curl lftp tftpd-hpa tftp-hpa tcpdump iproute2 conntrack procps)
+PACKAGES=(iptables vsftpd curl lftp tftpd-hpa tftp-hpa tcpdump iproute2 conntrack procps iputils-ping)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
