@@ -184,36 +184,23 @@ func (b *bench) measure(ctx context.Context, round int, m string) (err error) {
 	r := b.res[m]
 	tag := fmt.Sprintf("round %d  %-8s", round, m)
 	if round <= b.cfg.downloads {
-		before, err := b.counters(ctx, m)
+		secs, pkts, err := b.transfer(ctx, m, largeFile, b.largeSize())
 		if err != nil {
 			return err
 		}
-		secs, err := b.download(ctx, largeFile, b.largeSize())
+		small, spkts, err := b.transfer(ctx, m, smallFile, int64(b.cfg.smallKiB)<<10)
 		if err != nil {
 			return err
 		}
 		mibps := float64(b.cfg.sizeMiB) / secs
 		r.MiBps = append(r.MiBps, mibps)
-		line := fmt.Sprintf("%s  download %d MiB: %8.1f MiB/s (%.3f s)", tag, b.cfg.sizeMiB, mibps, secs)
+		r.SmallSecs = append(r.SmallSecs, small)
+		line := fmt.Sprintf("%s  download %d MiB: %7.1f MiB/s (%.3f s), %d KiB: %.1f ms",
+			tag, b.cfg.sizeMiB, mibps, secs, b.cfg.smallKiB, small*1000)
 		if m == modeInspectd {
-			d, err := b.since(ctx, m, before)
-			if err != nil {
-				return err
-			}
-			r.UserPkts = append(r.UserPkts, d.userPkts)
-			before, err = b.counters(ctx, m)
-			if err != nil {
-				return err
-			}
-			if _, err := b.download(ctx, smallFile, int64(b.cfg.smallKiB)<<10); err != nil {
-				return err
-			}
-			ds, err := b.since(ctx, m, before)
-			if err != nil {
-				return err
-			}
-			r.SmallUserPkts = append(r.SmallUserPkts, ds.userPkts)
-			line += fmt.Sprintf("; user-space packets: %d (%d KiB file: %d)", d.userPkts, b.cfg.smallKiB, ds.userPkts)
+			r.UserPkts = append(r.UserPkts, pkts)
+			r.SmallUserPkts = append(r.SmallUserPkts, spkts)
+			line += fmt.Sprintf("; user-space packets: %d, %d", pkts, spkts)
 		}
 		fmt.Fprintln(b.out, line)
 	}
@@ -328,6 +315,21 @@ func (b *bench) since(ctx context.Context, m string, before counters) (counters,
 		r.Drops[why] += n
 	}
 	return d, nil
+}
+
+// transfer downloads name and returns curl's transfer time and, in mode
+// inspectd, the packets that reached user space meanwhile.
+func (b *bench) transfer(ctx context.Context, m, name string, size int64) (float64, uint64, error) {
+	before, err := b.counters(ctx, m)
+	if err != nil {
+		return 0, 0, err
+	}
+	secs, err := b.download(ctx, name, size)
+	if err != nil {
+		return 0, 0, err
+	}
+	d, err := b.since(ctx, m, before)
+	return secs, d.userPkts, err
 }
 
 // download fetches name from the server over passive FTP (PASV, as the

@@ -217,7 +217,7 @@ func TestReport(t *testing.T) {
 	res := map[string]*result{
 		modeNone:   {MiBps: []float64{2000, 2100, 1900}, ConnRates: []float64{21000}},
 		modeKernel: {MiBps: []float64{2000, 1000, 3000}, ConnRates: []float64{20000}},
-		modeInspectd: {MiBps: []float64{1950, 1900, 2000}, ConnRates: []float64{10000}, ConnErrors: 3,
+		modeInspectd: {MiBps: []float64{1950, 1900, 2000}, SmallSecs: []float64{0.0025}, ConnRates: []float64{10000}, ConnErrors: 3,
 			FirstError: "dial tcp: i/o timeout", UserPkts: []uint64{31, 29, 30}, SmallUserPkts: []uint64{28, 28, 28},
 			ConnUserPkts: []float64{5.3}, Drops: map[string]uint64{"tcp: SYN on an established session": 80}},
 	}
@@ -229,7 +229,7 @@ func TestReport(t *testing.T) {
 	var out bytes.Buffer
 	report(&out, cfg, res)
 	for _, want := range []string{
-		"inspectd  1950.0      0.97x   10000      0.50x",
+		"inspectd  1950.0      0.97x        2.5   10000      0.50x",
 		"30 (200 MiB), 28 (64 KiB)",
 		"5.3 packets in user space per connection",
 		`80 "tcp: SYN on an established session"`,

@@ -35,6 +35,7 @@ var modes = []string{modeNone, modeKernel, modeInspectd}
 type result struct {
 	Mode       string
 	MiBps      []float64 // large download throughput, one per download
+	SmallSecs  []float64 // small download time, one per download
 	ConnRates  []float64 // connections/s, one per run
 	ConnErrors int       // failed attempts over all runs
 	FirstError string    // the first failed attempt's error
@@ -219,7 +220,7 @@ func report(w io.Writer, cfg config, res map[string]*result) {
 	fmt.Fprintf(w, "\nResults: %d MiB passive FTP download, median of %d; connection rate (%d clients from %d address(es), %s), median of %d\n\n",
 		cfg.sizeMiB, cfg.downloads, cfg.connClients, cfg.connSources, cfg.connDuration, cfg.connRuns)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tMiB/s\tvs kernel\tconn/s\tvs kernel\tconn errors\tuser-space pkts/transfer\t")
+	fmt.Fprintf(tw, "mode\tMiB/s\tvs kernel\t%d KiB ms\tconn/s\tvs kernel\tconn errors\tuser-space pkts/transfer\t\n", cfg.smallKiB)
 	for _, m := range modes {
 		r := res[m]
 		user := "-"
@@ -227,8 +228,8 @@ func report(w io.Writer, cfg config, res map[string]*result) {
 			user = fmt.Sprintf("%.0f (%d MiB), %.0f (%d KiB)", medianU(r.UserPkts), cfg.sizeMiB, medianU(r.SmallUserPkts), cfg.smallKiB)
 		}
 		mb, cr := median(r.MiBps), median(r.ConnRates)
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.0f\t%s\t%d\t%s\t\n", m, mb, fmtRatio(mb, median(k.MiBps)),
-			cr, fmtRatio(cr, median(k.ConnRates)), r.ConnErrors, user)
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%.1f\t%.0f\t%s\t%d\t%s\t\n", m, mb, fmtRatio(mb, median(k.MiBps)),
+			1000*median(r.SmallSecs), cr, fmtRatio(cr, median(k.ConnRates)), r.ConnErrors, user)
 	}
 	tw.Flush()
 	in := res[modeInspectd]
