@@ -9,7 +9,7 @@ import (
 )
 
 // Tools lists the programs the lab and the end-to-end tests run.
-var Tools = []string{"ip", "sysctl", "ss", "vsftpd", "in.tftpd", "tftp", "curl", "lftp", "tcpdump", "iptables", "ip6tables"}
+var Tools = []string{"ip", "sysctl", "ss", "vsftpd", "in.tftpd", "tftp", "curl", "lftp", "tcpdump", "iptables", "ip6tables", "conntrack"}
 
 // Require skips the test unless it runs as root with every tool in Tools
 // installed. When the environment variable CI is "true" it fails instead:
