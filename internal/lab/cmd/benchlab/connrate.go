@@ -135,7 +135,14 @@ func echoOnce(ctx context.Context, d *net.Dialer, addr string, buf *[1]byte) err
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	if err := echoByte(c, buf); err != nil {
+		c.Close()
+		return err
+	}
+	return c.Close()
+}
+
+func echoByte(c net.Conn, buf *[1]byte) error {
 	if err := c.SetDeadline(time.Now().Add(connTimeout)); err != nil {
 		return err
 	}
@@ -143,8 +150,6 @@ func echoOnce(ctx context.Context, d *net.Dialer, addr string, buf *[1]byte) err
 	if _, err := c.Write(buf[:]); err != nil {
 		return err
 	}
-	if _, err := io.ReadFull(c, buf[:]); err != nil {
-		return err
-	}
-	return c.Close()
+	_, err := io.ReadFull(c, buf[:])
+	return err
 }
