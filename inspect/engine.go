@@ -227,8 +227,10 @@ func (e *Engine) process(m Meta) Verdict {
 	k := conntrack.KeyOf(p)
 	s, dir := e.table.Lookup(k, m.Time)
 	if s != nil && p.Proto == decode.ProtoTCP && p.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn &&
-		s.State >= conntrack.StateTimeWait {
-		// A new connection reusing the ports of one that has closed.
+		s.State >= conntrack.StateClosing {
+		// A new connection reusing the ports of one that has closed: both
+		// FINs were seen (the last ACK may never reach us: the kernel
+		// fast path carries it for an offloaded flow) or it was reset.
 		e.table.Remove(s, "reused by a new connection")
 		s = nil
 	}

@@ -326,3 +326,31 @@ func TestResumesKernelEstablishedFlows(t *testing.T) {
 		t.Fatal("resumed an unknown flow")
 	}
 }
+
+// TestPortReuseAfterOffloadedClose: the last ACK of an offloaded
+// connection is carried by the kernel fast path, so the engine sees both
+// FINs but not the final ACK; a client reusing the port for a new
+// connection must still get through.
+func TestPortReuseAfterOffloadedClose(t *testing.T) {
+	e := New(mustRules(t, testRules), Options{})
+	c, s := ap(client, 40000), ap(server, 9000)
+	v := run(t, e, []step{
+		{"wan0", packettest.TCP(c, s, syn, 100, 0, nil), true, ReasonRule},
+		{"lan0", packettest.TCP(s, c, syn|ack, 500, 101, nil), true, ReasonSession},
+		{"wan0", packettest.TCP(c, s, ack|psh, 101, 501, []byte("x")), true, ReasonSession},
+		{"lan0", packettest.TCP(s, c, fin|ack, 501, 102, nil), true, ReasonSession},
+		{"wan0", packettest.TCP(c, s, fin|ack, 102, 502, nil), true, ReasonSession},
+		// (the final ACK went through the kernel fast path)
+		{"wan0", packettest.TCP(c, s, syn, 90000, 0, nil), true, ReasonRule},
+	})
+	if v[5].Session == v[0].Session {
+		t.Fatal("the new connection kept the old session")
+	}
+	// A SYN on a session that is only half closed is still refused.
+	run(t, e, []step{
+		{"lan0", packettest.TCP(s, c, syn|ack, 7000, 90001, nil), true, ReasonSession},
+		{"wan0", packettest.TCP(c, s, ack, 90001, 7001, nil), true, ReasonSession},
+		{"wan0", packettest.TCP(c, s, fin|ack, 90001, 7001, nil), true, ReasonSession},
+		{"wan0", packettest.TCP(c, s, syn, 12345, 0, nil), false, "tcp: SYN"},
+	})
+}
