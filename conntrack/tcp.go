@@ -73,7 +73,10 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 			case syn && !ack:
 				snd.init(p) // retransmitted SYN, or a new ISN after a restart
 				return ""
-			case rst && p.Seq == snd.end:
+			case rst:
+				// The client gives up its own attempt, possibly answering
+				// an ACK from a server still holding an older connection
+				// on these ports (its RST then carries that ACK's number).
 				t.closeTCP(s)
 				return ""
 			}
@@ -100,6 +103,13 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 				return ""
 			}
 			return whyResetSynAck
+		case ack && !fin && len(p.Payload) == 0:
+			// A server whose socket still holds an older connection on
+			// these ports (TIME_WAIT) answers a reused port's SYN with an
+			// ACK for the old one; the client resets it and tries again.
+			// Like Linux, let it through and change nothing (Linux lets
+			// any ACK through here; we keep to bare ones).
+			return ""
 		}
 		return whyHandshake
 	case StateSynRecv:

@@ -111,9 +111,18 @@ func TestTCPTracking(t *testing.T) {
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
 			{false, S | A, 5000, 7777, 65535, 0, -1, whySynAckAck, 0},
 		}},
-		{"bare ACK from the server during the handshake", []seg{
+		{"ACK for an older connection from the server, then the client's reset", []seg{
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
-			{false, A, 5000, 1001, 65535, 0, -1, whyHandshake, 0},
+			{false, A, 5000, 777, 65535, 0, -1, "", StateSynSent},
+			{true, R, 777, 0, 0, 0, -1, "", StateClosed},
+		}},
+		{"data from the server during the handshake", []seg{
+			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
+			{false, A | P, 5000, 1001, 65535, 10, -1, whyHandshake, 0},
+		}},
+		{"FIN from the server during the handshake", []seg{
+			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
+			{false, F | A, 5000, 1001, 65535, 0, -1, whyHandshake, 0},
 		}},
 		{"connection refused", []seg{
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
