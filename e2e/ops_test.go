@@ -160,7 +160,23 @@ func (o *opsEnv) watch(t *testing.T) *watcher {
 			t.Errorf("watch printed lines that are not JSON: %q (stderr %s)", w.bad, errb.String())
 		}
 	})
-	return w
+	// The watch is live once it reports something: knock on a denied port
+	// until it shows the denial (on a busy machine the CLI may take a
+	// while to connect, and events before that are not replayed).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancelDial := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		if c, err := o.lab.Client.DialContext(ctx, "tcp", hostPort(lab.ServerV4, 22)); err == nil {
+			c.Close()
+		}
+		cancelDial()
+		if _, ok := w.find(func(ev api.Event) bool { return ev.Kind == "deny" }); ok {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inspectd watch showed no event within 15 s (stderr %s)", errb.String())
+		}
+	}
 }
 
 // find returns the first event that f accepts.
