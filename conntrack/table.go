@@ -291,20 +291,6 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 	return ""
 }
 
-// EstablishEarly moves a TCP session whose SYN-ACK was just accepted to
-// the established state without waiting for the handshake's last ACK. The
-// engine does this when it hands the flow to the kernel fast path at the
-// SYN-ACK, since that ACK will then not reach it.
-func (t *Table) EstablishEarly(s *Session) {
-	if s.State != StateSynRecv {
-		return
-	}
-	s.State = StateEstablished
-	t.leaveHalfOpen(s)
-	s.expires = s.LastSeen + int64(t.timeout(s))
-	t.arm(s)
-}
-
 // Touch keeps an offloaded session alive: the kernel's conntrack says the
 // flow still carries traffic that did not pass through the engine.
 func (t *Table) Touch(k Key, now time.Time) bool {
@@ -312,6 +298,12 @@ func (t *Table) Touch(k Key, now time.Time) bool {
 	s := t.sessions.get(k)
 	if s == nil || s.gone || s.expires <= n {
 		return false
+	}
+	if s.State == StateSynRecv && s.Offloaded {
+		// Offloaded at its SYN-ACK, the handshake's last ACK stayed in
+		// the kernel; traffic since then proves the handshake finished.
+		s.State = StateEstablished
+		t.leaveHalfOpen(s)
 	}
 	s.LastSeen = n
 	s.expires = n + int64(t.timeout(s))

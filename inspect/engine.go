@@ -254,42 +254,34 @@ func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Ve
 	e.stats.Accepted++
 	e.stats.Established++
 	v := Verdict{Accept: true, Reason: ReasonSession, Session: s.ID}
-	if e.offloadEarly(s, dir) {
-		// An expected data connection goes to the fast path at its
-		// SYN-ACK: the handshake's last ACK then stays in the kernel.
-		e.table.EstablishEarly(s)
-	}
-	if e.offloadable(s) {
+	if e.offloadable(s, dir) {
 		s.Offloaded = true
 		v.Offload = true
 	}
 	return v
 }
 
-// offloadEarly tells whether a related (expected) TCP session may be
-// handed to the kernel at its SYN-ACK rather than at the next packet. Only
-// connections an inspector negotiated qualify: for a session a rule opened,
-// a SYN flood with spoofed sources would otherwise leave established
-// sessions behind instead of half-open ones, outside the half-open limits.
-func (e *Engine) offloadEarly(s *conntrack.Session, dir conntrack.Dir) bool {
-	return s.Parent != 0 && s.Inspector == nil && !s.NoOffload && dir == conntrack.Reply &&
-		s.State == conntrack.StateSynRecv && e.pkt.Proto == decode.ProtoTCP &&
-		e.pkt.Flags&(decode.TCPSyn|decode.TCPAck|decode.TCPFin|decode.TCPRst) == decode.TCPSyn|decode.TCPAck
-}
-
-// offloadable tells whether the kernel fast path may carry the session:
-// established, not inspected, and this packet is not a handshake or
-// teardown segment.
-func (e *Engine) offloadable(s *conntrack.Session) bool {
-	if s.Inspector != nil || s.NoOffload || s.State != conntrack.StateEstablished {
+// offloadable tells whether the kernel fast path may carry the session
+// from this packet on: not inspected, and either established (and this is
+// not a handshake or teardown segment) or this is its SYN-ACK. Handing a
+// TCP session over at its SYN-ACK keeps the handshake's last ACK in the
+// kernel; the session stays half-open (counted against the half-open
+// limits, expiring after tcp-synwait) until a later packet or the kernel's
+// conntrack (Touch) shows that the handshake finished, so a spoofed SYN
+// flood leaves nothing more behind than without it.
+func (e *Engine) offloadable(s *conntrack.Session, dir conntrack.Dir) bool {
+	if s.Inspector != nil || s.NoOffload {
 		return false
 	}
 	switch e.pkt.Proto {
 	case decode.ProtoTCP:
-		return e.pkt.Flags&(decode.TCPFin|decode.TCPRst) == 0 &&
-			(e.pkt.Flags&decode.TCPSyn == 0 || s.Parent != 0)
+		f := e.pkt.Flags & (decode.TCPSyn | decode.TCPAck | decode.TCPFin | decode.TCPRst)
+		if s.State == conntrack.StateSynRecv {
+			return dir == conntrack.Reply && f == decode.TCPSyn|decode.TCPAck
+		}
+		return s.State == conntrack.StateEstablished && f&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0
 	case decode.ProtoUDP:
-		return true
+		return s.State == conntrack.StateEstablished
 	}
 	return false
 }

@@ -2,15 +2,26 @@ package inspect
 
 import (
 	"testing"
+	"time"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/internal/packettest"
 )
 
-// TestDataConnectionOffloadedAtSynAck: an expected data connection goes
-// to the kernel fast path at its SYN-ACK (its handshake's last ACK then
-// never reaches the engine) and counts as established at once; a session
-// a rule opened waits for its handshake to finish.
-func TestDataConnectionOffloadedAtSynAck(t *testing.T) {
+func (l *lab) state(id uint64) string {
+	for _, si := range l.e.Sessions() {
+		if si.ID == id {
+			return si.State
+		}
+	}
+	return "gone"
+}
+
+// TestOffloadAtSynAck: a session without an inspector goes to the kernel
+// fast path at its SYN-ACK, so the handshake's last ACK stays in the
+// kernel. It stays half-open until something proves the handshake done:
+// a later packet (here its FIN), or the kernel's conntrack (Touch).
+func TestOffloadAtSynAck(t *testing.T) {
 	l := newLab(t)
 	f := l.ftp(client, 40000, server)
 	f.pasv(30001)
@@ -20,22 +31,43 @@ func TestDataConnectionOffloadedAtSynAck(t *testing.T) {
 	if !v.Offload {
 		t.Fatal("the data connection's SYN-ACK was not offloaded")
 	}
-	var state string
-	for _, si := range l.e.Sessions() {
-		if si.ID == v.Session {
-			state = si.State
-		}
+	if got := l.state(v.Session); got != "syn-recv" || l.e.Stats().HalfOpen != 1 {
+		t.Fatalf("after the offloaded SYN-ACK: %s, half-open %d; want syn-recv, 1", got, l.e.Stats().HalfOpen)
 	}
-	if state != "established" || l.e.Stats().HalfOpen != 0 {
-		t.Fatalf("data session %q, half-open %d; want established, 0", state, l.e.Stats().HalfOpen)
-	}
-	// The teardown still reaches the engine and is tracked.
+	// The server's FIN after the transfer, acknowledging what the kernel
+	// carried: the handshake is proven, the session established, then
+	// closing.
 	l.process(server, packettest.TCP(s, c, fin|ack, 90000, 1001, nil), true, ReasonSession)
+	if got := l.state(v.Session); got != "fin-wait" || l.e.Stats().HalfOpen != 0 {
+		t.Fatalf("after the FIN: %s, half-open %d; want fin-wait, 0", got, l.e.Stats().HalfOpen)
+	}
 
-	// A rule's session: the SYN-ACK is not offloaded.
+	// A rule's session, proven by the kernel's conntrack instead.
 	rc, rs := ap(client, 42000), ap(server, 9000)
 	l.process(client, packettest.TCP(rc, rs, syn, 1, 0, nil), true, ReasonRule)
-	if v := l.process(server, packettest.TCP(rs, rc, syn|ack, 7, 2, nil), true, ReasonSession); v.Offload {
-		t.Fatal("a rule's session was offloaded before its handshake finished")
+	v = l.process(server, packettest.TCP(rs, rc, syn|ack, 7, 2, nil), true, ReasonSession)
+	if !v.Offload || l.e.Stats().HalfOpen != 1 {
+		t.Fatalf("rule session at its SYN-ACK: offload %v, half-open %d", v.Offload, l.e.Stats().HalfOpen)
+	}
+	k := conntrack.Key{Src: client, Dst: server, SrcPort: 42000, DstPort: 9000, Proto: 6}
+	if !l.e.Touch(k, l.now.Add(time.Second)) {
+		t.Fatal("touch found no session")
+	}
+	if got := l.state(v.Session); got != "established" || l.e.Stats().HalfOpen != 0 {
+		t.Fatalf("after the kernel's word: %s, half-open %d; want established, 0", got, l.e.Stats().HalfOpen)
+	}
+}
+
+// TestUnansweredOffloadedHandshakeExpires: a SYN-ACK answered by nobody
+// (a spoofed SYN) leaves a half-open session that expires after
+// tcp-synwait, offloaded or not.
+func TestUnansweredOffloadedHandshakeExpires(t *testing.T) {
+	l := newLab(t)
+	rc, rs := ap(client, 42000), ap(server, 9000)
+	l.process(client, packettest.TCP(rc, rs, syn, 1, 0, nil), true, ReasonRule)
+	l.process(server, packettest.TCP(rs, rc, syn|ack, 7, 2, nil), true, ReasonSession)
+	l.e.Tick(l.now.Add(31 * time.Second))
+	if st := l.e.Stats(); st.Sessions != 0 || st.HalfOpen != 0 {
+		t.Fatalf("sessions %d, half-open %d after tcp-synwait; want 0, 0", st.Sessions, st.HalfOpen)
 	}
 }
