@@ -15,6 +15,8 @@
 //	  accept established TCP of offloaded (connmark-marked) connections
 //	    that carries no SYN, FIN or RST: the kernel fast path
 //	  accept established UDP of offloaded connections
+//	  drop segments of offloaded connections that the kernel's conntrack
+//	    finds INVALID (out of its window)
 //	  copy the offload bit from the connmark to the packet mark, so the
 //	    engine sees that a flow was offloaded (e.g. by a previous run)
 //	  NFQUEUE to the daemon's queues (--queue-balance), with
@@ -84,9 +86,51 @@ var families = []family{
 	{"IPv6", "ip6tables-restore", "ip6tables-save"},
 }
 
-// rules returns the restore file that installs the hooks for one family.
-// It assumes the chains do not exist (Install removes them first).
-func rules(c Config) string {
+// tableScript is one table's part of a restore file.
+type tableScript struct {
+	decls []string // chain declarations (":CHAIN - [0:0]": create, or flush)
+	lines []string // rule commands, in order
+}
+
+// script is a restore file for one family, by table, in a fixed order.
+type script struct {
+	order  []string
+	tables map[string]*tableScript
+}
+
+func (s *script) table(name string) *tableScript {
+	if s.tables == nil {
+		s.tables = map[string]*tableScript{}
+	}
+	t := s.tables[name]
+	if t == nil {
+		t = &tableScript{}
+		s.tables[name] = t
+		s.order = append(s.order, name)
+	}
+	return t
+}
+
+func (s *script) String() string {
+	var b strings.Builder
+	for _, name := range s.order {
+		t := s.tables[name]
+		fmt.Fprintf(&b, "*%s\n", name)
+		for _, l := range t.decls {
+			b.WriteString(l + "\n")
+		}
+		for _, l := range t.lines {
+			b.WriteString(l + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// addHooks appends the hooks of c to s: each table's chain is declared
+// (which creates it, or flushes a leftover of the same name in the same
+// transaction), filled, and jumped to first.
+func addHooks(s *script, c Config) {
 	m := fmt.Sprintf("0x%x", c.Mark)
 	mm := m + "/" + m
 	queue := fmt.Sprintf("--queue-num %d", c.FirstQueue)
@@ -96,17 +140,32 @@ func rules(c Config) string {
 	if c.FailOpen {
 		queue += " --queue-bypass"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "*mangle\n:%s - [0:0]\n", PostChain)
-	fmt.Fprintf(&b, "-A %s -m mark --mark %s -j CONNMARK --save-mark --nfmask %s --ctmask %s\n", PostChain, mm, m, m)
-	fmt.Fprintf(&b, "-I POSTROUTING 1 -j %s\nCOMMIT\n", PostChain)
-	fmt.Fprintf(&b, "*filter\n:%s - [0:0]\n", ForwardChain)
-	fmt.Fprintf(&b, "-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT\n", ForwardChain, mm)
-	fmt.Fprintf(&b, "-A %s -p udp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -j ACCEPT\n", ForwardChain, mm)
-	fmt.Fprintf(&b, "-A %s -m connmark --mark %s -j CONNMARK --restore-mark --nfmask %s --ctmask %s\n", ForwardChain, mm, m, m)
-	fmt.Fprintf(&b, "-A %s -j NFQUEUE %s\n", ForwardChain, queue)
-	fmt.Fprintf(&b, "-I FORWARD 1 -j %s\nCOMMIT\n", ForwardChain)
-	return b.String()
+	mangle := s.table("mangle")
+	mangle.decls = append(mangle.decls, fmt.Sprintf(":%s - [0:0]", PostChain))
+	mangle.lines = append(mangle.lines,
+		fmt.Sprintf("-A %s -m mark --mark %s -j CONNMARK --save-mark --nfmask %s --ctmask %s", PostChain, mm, m, m),
+		fmt.Sprintf("-I POSTROUTING 1 -j %s", PostChain))
+	filter := s.table("filter")
+	filter.decls = append(filter.decls, fmt.Sprintf(":%s - [0:0]", ForwardChain))
+	filter.lines = append(filter.lines,
+		fmt.Sprintf("-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT", ForwardChain, mm),
+		fmt.Sprintf("-A %s -p udp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -j ACCEPT", ForwardChain, mm),
+		// An offloaded connection's segment that the kernel's own window
+		// tracking finds invalid (out of window, injected) is dropped here:
+		// the engine tracks such sessions liberally, having missed the
+		// segments the fast path carried.
+		fmt.Sprintf("-A %s -m connmark --mark %s -m conntrack --ctstate INVALID -j DROP", ForwardChain, mm),
+		fmt.Sprintf("-A %s -m connmark --mark %s -j CONNMARK --restore-mark --nfmask %s --ctmask %s", ForwardChain, mm, m, m),
+		fmt.Sprintf("-A %s -j NFQUEUE %s", ForwardChain, queue),
+		fmt.Sprintf("-I FORWARD 1 -j %s", ForwardChain))
+}
+
+// rules returns the restore file that installs the hooks for one family
+// where there are none yet.
+func rules(c Config) string {
+	var s script
+	addHooks(&s, c)
+	return s.String()
 }
 
 // Plan returns the rules Install would load, for operators who manage
@@ -124,20 +183,24 @@ func Plan(c Config) (string, error) {
 	return b.String(), nil
 }
 
-// Install removes any hooks left by an earlier run, then installs the
-// hooks for IPv4 and IPv6. It returns how many leftover chains it
-// removed. If a family fails, the hooks already installed are removed
-// again.
+// Install installs the hooks for IPv4 and IPv6, replacing any left by an
+// earlier run in the same transaction (per table and family), so that
+// forwarded traffic never finds the forward path without inspectd's hooks
+// while it starts. It returns how many leftover chains it replaced or
+// removed. If a family fails, the hooks already installed are removed.
 func Install(ctx context.Context, c Config) (leftovers int, err error) {
 	if err := c.Validate(); err != nil {
 		return 0, err
 	}
-	leftovers, err = Remove(ctx)
-	if err != nil {
-		return leftovers, err
-	}
 	for _, f := range families {
-		if err := restore(ctx, f, rules(c)); err != nil {
+		out, err := run(ctx, f.save, nil)
+		if err == nil {
+			s, n := removal(out, map[string]bool{PostChain: true, ForwardChain: true})
+			addHooks(&s, c)
+			leftovers += n
+			err = restore(ctx, f, s.String())
+		}
+		if err != nil {
 			if _, rerr := Remove(ctx); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
@@ -159,11 +222,11 @@ func Remove(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		script, n := removal(out)
-		if n == 0 {
+		s, n := removal(out, nil)
+		if n == 0 && len(s.order) == 0 {
 			continue
 		}
-		if err := restore(ctx, f, script); err != nil {
+		if err := restore(ctx, f, s.String()); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -172,11 +235,13 @@ func Remove(ctx context.Context) (int, error) {
 	return total, errors.Join(errs...)
 }
 
-// removal turns iptables-save output into a restore file that deletes
-// inspectd's chains and the rules of other chains that jump to them. It
-// returns "" and 0 when there is nothing to remove.
-func removal(save []byte) (string, int) {
-	var b strings.Builder
+// removal reads iptables-save output and returns a restore script that
+// deletes the rules jumping to inspectd's chains and deletes those chains,
+// except the ones named in keep (they will be declared again, which
+// flushes them, in the same transaction). It also returns how many of
+// inspectd's chains it found.
+func removal(save []byte, keep map[string]bool) (script, int) {
+	var s script
 	chains := 0
 	var table string
 	var dels, chainNames []string
@@ -184,17 +249,18 @@ func removal(save []byte) (string, int) {
 		if len(dels) == 0 && len(chainNames) == 0 {
 			return
 		}
-		fmt.Fprintf(&b, "*%s\n", table)
-		for _, d := range dels {
-			b.WriteString(d + "\n")
+		t := s.table(table)
+		t.lines = append(t.lines, dels...)
+		for _, c := range chainNames {
+			if !keep[c] {
+				t.lines = append(t.lines, "-F "+c)
+			}
 		}
 		for _, c := range chainNames {
-			fmt.Fprintf(&b, "-F %s\n", c)
+			if !keep[c] {
+				t.lines = append(t.lines, "-X "+c)
+			}
 		}
-		for _, c := range chainNames {
-			fmt.Fprintf(&b, "-X %s\n", c)
-		}
-		b.WriteString("COMMIT\n")
 		chains += len(chainNames)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(save))
@@ -215,7 +281,7 @@ func removal(save []byte) (string, int) {
 			}
 		}
 	}
-	return b.String(), chains
+	return s, chains
 }
 
 // jumpsToOurs reports whether the rule's target (-j or -g) is one of

@@ -83,12 +83,41 @@ COMMIT
 -X INSPECTD-OLD
 COMMIT
 `
-	got, n := removal([]byte(save))
-	if got != want || n != 3 {
+	s, n := removal([]byte(save), nil)
+	if got := s.String(); got != want || n != 3 {
 		t.Errorf("removal = %d chains,\n%s\nwant 3,\n%s", n, got, want)
 	}
-	if got, n := removal([]byte("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")); got != "" || n != 0 {
-		t.Errorf("nothing to remove: got %d, %q", n, got)
+	if s, n := removal([]byte("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"), nil); s.String() != "" || n != 0 {
+		t.Errorf("nothing to remove: got %d, %q", n, s.String())
+	}
+
+	// Installing over the leftovers: one transaction per table that
+	// declares (flushes) inspectd's chains, deletes the old jumps and the
+	// chains it no longer uses, then adds the hooks: the forward path is
+	// never without them.
+	s, n = removal([]byte(save), map[string]bool{PostChain: true, ForwardChain: true})
+	addHooks(&s, Config{Queues: 1, Mark: 0x10000000})
+	wantInstall := `*mangle
+:INSPECTD-POST - [0:0]
+-D POSTROUTING -j INSPECTD-POST
+-A INSPECTD-POST -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000
+-I POSTROUTING 1 -j INSPECTD-POST
+COMMIT
+*filter
+:INSPECTD-FWD - [0:0]
+-D FORWARD -i wan0 -j INSPECTD-FWD
+-F INSPECTD-OLD
+-X INSPECTD-OLD
+-A INSPECTD-FWD -p tcp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT
+-A INSPECTD-FWD -p udp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT
+-A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate INVALID -j DROP
+-A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -j CONNMARK --restore-mark --nfmask 0x10000000 --ctmask 0x10000000
+-A INSPECTD-FWD -j NFQUEUE --queue-num 0
+-I FORWARD 1 -j INSPECTD-FWD
+COMMIT
+`
+	if got := s.String(); got != wantInstall || n != 3 {
+		t.Errorf("install over leftovers = %d chains,\n%s\nwant 3,\n%s", n, got, wantInstall)
 	}
 }
 
