@@ -283,12 +283,30 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 	s.Packets[dir]++
 	s.Bytes[dir] += uint64(p.Length)
 	s.LastSeen = n
-	if s.gone {
+	if s.gone || (s.State == StateSynSent && dir == Reply) {
+		// Nothing the responder sends before its SYN-ACK (an ACK for an
+		// older connection) keeps a half-open session alive.
 		return ""
 	}
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
 	return ""
+}
+
+// Promote marks a TCP session that was offloaded at its SYN-ACK as
+// established, on the kernel conntrack's word that its handshake finished
+// (the last ACK stayed in the kernel). It reports whether it changed
+// anything.
+func (t *Table) Promote(k Key) bool {
+	s := t.sessions.get(k)
+	if s == nil || s.gone || !s.Offloaded || s.State != StateSynRecv {
+		return false
+	}
+	s.State = StateEstablished
+	t.leaveHalfOpen(s)
+	s.expires = s.LastSeen + int64(t.timeout(s))
+	t.arm(s)
+	return true
 }
 
 // Touch keeps an offloaded session alive: the kernel's conntrack says the
@@ -298,12 +316,6 @@ func (t *Table) Touch(k Key, now time.Time) bool {
 	s := t.sessions.get(k)
 	if s == nil || s.gone || s.expires <= n {
 		return false
-	}
-	if s.State == StateSynRecv && s.Offloaded {
-		// Offloaded at its SYN-ACK, the handshake's last ACK stayed in
-		// the kernel; traffic since then proves the handshake finished.
-		s.State = StateEstablished
-		t.leaveHalfOpen(s)
 	}
 	s.LastSeen = n
 	s.expires = n + int64(t.timeout(s))

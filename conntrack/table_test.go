@@ -233,3 +233,29 @@ func TestDeadlineMovingEarlierIsHonoured(t *testing.T) {
 		t.Fatal("an idle session waited for its handshake deadline")
 	}
 }
+
+// TestResponderCannotKeepHalfOpenAlive: bare ACKs from the responder
+// during the handshake pass (a server answering a reused port) but do not
+// move the half-open session's deadline.
+func TestResponderCannotKeepHalfOpenAlive(t *testing.T) {
+	tb := New(Config{Timeouts: Timeouts{TCPSynWait: 30 * time.Second}})
+	s, err := tb.Create(tcpPkt(true, S, 1000, 0, 65535, 0, -1), t0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		now := t0.Add(time.Duration(i) * 20 * time.Second)
+		ack := tcpPkt(false, A, 5000, uint32(i), 65535, 0, -1)
+		got, dir := tb.Lookup(KeyOf(ack), now)
+		if got == nil {
+			if i == 1 {
+				t.Fatal("session gone before its deadline")
+			}
+			return // expired at its first deadline, as it must
+		}
+		if why := tb.Track(got, dir, ack, now); why != "" {
+			t.Fatalf("ACK %d dropped: %s", i, why)
+		}
+	}
+	t.Fatalf("half-open session still there after 60 s: %+v", s)
+}

@@ -74,10 +74,14 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 				snd.init(p) // retransmitted SYN, or a new ISN after a restart
 				return ""
 			case rst:
-				// The client gives up its own attempt, possibly answering
-				// an ACK from a server still holding an older connection
-				// on these ports (its RST then carries that ACK's number).
-				t.closeTCP(s)
+				// The client gives up its attempt (sequence ISN+1), or
+				// answers an ACK from a server still holding an older
+				// connection on these ports: that RST carries the ACK's
+				// number and resets the server's old connection; it passes
+				// but does not end this session, whose next SYN re-arms it.
+				if p.Seq == snd.end {
+					t.closeTCP(s)
+				}
 				return ""
 			}
 			return whyHandshake

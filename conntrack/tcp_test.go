@@ -111,10 +111,16 @@ func TestTCPTracking(t *testing.T) {
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
 			{false, S | A, 5000, 7777, 65535, 0, -1, whySynAckAck, 0},
 		}},
-		{"ACK for an older connection from the server, then the client's reset", []seg{
+		{"ACK for an older connection from the server, the client's reset, a new SYN", []seg{
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
 			{false, A, 5000, 777, 65535, 0, -1, "", StateSynSent},
-			{true, R, 777, 0, 0, 0, -1, "", StateClosed},
+			{true, R, 777, 0, 0, 0, -1, "", StateSynSent},
+			{true, S, 3000, 0, 65535, 0, -1, "", StateSynSent},
+			{false, S | A, 9000, 3001, 65535, 0, -1, "", StateSynRecv},
+		}},
+		{"the client gives up its attempt", []seg{
+			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},
+			{true, R, 1001, 0, 0, 0, -1, "", StateClosed},
 		}},
 		{"data from the server during the handshake", []seg{
 			{true, S, 1000, 0, 65535, 0, -1, "", StateSynSent},

@@ -20,7 +20,8 @@ func (l *lab) state(id uint64) string {
 // TestOffloadAtSynAck: a session without an inspector goes to the kernel
 // fast path at its SYN-ACK, so the handshake's last ACK stays in the
 // kernel. It stays half-open until something proves the handshake done:
-// a later packet (here its FIN), or the kernel's conntrack (Touch).
+// a later packet (here its FIN), or the kernel's conntrack saying the
+// connection is established (Promote); mere traffic (Touch) is not proof.
 func TestOffloadAtSynAck(t *testing.T) {
 	l := newLab(t)
 	f := l.ftp(client, 40000, server)
@@ -50,8 +51,16 @@ func TestOffloadAtSynAck(t *testing.T) {
 		t.Fatalf("rule session at its SYN-ACK: offload %v, half-open %d", v.Offload, l.e.Stats().HalfOpen)
 	}
 	k := conntrack.Key{Src: client, Dst: server, SrcPort: 42000, DstPort: 9000, Proto: 6}
+	// Traffic the kernel saw is not proof: a spoofed SYN's SYN-ACK is
+	// traffic too.
 	if !l.e.Touch(k, l.now.Add(time.Second)) {
 		t.Fatal("touch found no session")
+	}
+	if got := l.state(v.Session); got != "syn-recv" || l.e.Stats().HalfOpen != 1 {
+		t.Fatalf("after traffic: %s, half-open %d; want syn-recv, 1", got, l.e.Stats().HalfOpen)
+	}
+	if !l.e.Promote(k) {
+		t.Fatal("promote found no session to promote")
 	}
 	if got := l.state(v.Session); got != "established" || l.e.Stats().HalfOpen != 0 {
 		t.Fatalf("after the kernel's word: %s, half-open %d; want established, 0", got, l.e.Stats().HalfOpen)

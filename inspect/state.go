@@ -104,6 +104,15 @@ func (e *Engine) Offloaded() []conntrack.Key {
 	return keys
 }
 
+// Promote tells the engine that the kernel's conntrack holds the
+// offloaded TCP session with key k as established: a session handed to
+// the fast path at its SYN-ACK leaves the half-open state on this word.
+func (e *Engine) Promote(k conntrack.Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.table.Promote(k)
+}
+
 // Touch keeps an offloaded session alive because the kernel's conntrack
 // still sees its traffic. It reports whether the session exists.
 func (e *Engine) Touch(k conntrack.Key, now time.Time) bool {

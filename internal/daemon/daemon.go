@@ -342,6 +342,9 @@ func (w *worker) Tick(now time.Time) {
 		return
 	}
 	for _, k := range w.e.Offloaded() {
+		if a.isEstablished(k) {
+			w.e.Promote(k)
+		}
 		if a.since(k, w.seen) {
 			w.e.Touch(k, now)
 		}

@@ -35,6 +35,16 @@ type keeper struct {
 type aliveSet struct {
 	at   time.Time // when the table was read
 	keys map[conntrack.Key]time.Time
+	// established holds the marked TCP connections the kernel tracks as
+	// established or later (its handshake finished): a session offloaded
+	// at its SYN-ACK is promoted on this word, never on mere traffic.
+	established map[conntrack.Key]bool
+}
+
+// isEstablished reports whether the kernel holds k (in either direction)
+// as an established TCP connection.
+func (a *aliveSet) isEstablished(k conntrack.Key) bool {
+	return a.established[k] || a.established[k.Reverse()]
 }
 
 // since reports whether k, in either direction, was found alive after t.
@@ -73,6 +83,7 @@ func (k *keeper) poll(now time.Time) error {
 	}
 	next := make(map[conntrack.Key]time.Time)
 	nextAlive := make(map[conntrack.Key]time.Time)
+	est := make(map[conntrack.Key]bool)
 	for _, f := range flows {
 		if f.Mark&k.mark == 0 {
 			continue
@@ -80,6 +91,9 @@ func (k *keeper) poll(now time.Time) error {
 		key, ok := kconntrack.FlowKey(f)
 		if !ok {
 			continue
+		}
+		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && tcp.State >= kernelTCPEstablished {
+			est[key] = true
 		}
 		exp := now.Add(time.Duration(f.TimeOut) * time.Second)
 		base, seen := k.expiry[key]
@@ -91,12 +105,13 @@ func (k *keeper) poll(now time.Time) error {
 		nextAlive[key] = last
 	}
 	k.expiry, k.aliveAt = next, nextAlive
-	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive)})
+	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive), established: est})
 	return nil
 }
 
 // Kernel TCP conntrack states from established to last-ack
-// (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
+// (include/uapi/linux/netfilter/nf_conntrack_tcp.h); the states after
+// established are the teardown's.
 const (
 	kernelTCPEstablished = 3
 	kernelTCPLastAck     = 6
