@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"container/heap"
 	"net/netip"
 	"time"
 )
@@ -21,6 +22,7 @@ type Expectation struct {
 	Created   time.Time
 	Expires   time.Time
 	gone      bool
+	heapIndex int // position of its timer in the table's heap; -1 when none
 }
 
 // String describes the expectation for people.
@@ -67,6 +69,7 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 		Src: x.Src, SrcPort: x.SrcPort, Dst: x.Dst, DstPort: x.DstPort,
 		What: x.What, Inspector: name,
 		Created: time.Unix(0, n), Expires: time.Unix(0, n+int64(x.Timeout)),
+		heapIndex: -1,
 	}
 	t.nextID += t.cfg.IDStride
 	t.expects[k] = e
@@ -127,6 +130,9 @@ func (t *Table) dropExpectation(e *Expectation) {
 		return
 	}
 	e.gone = true
+	if e.heapIndex >= 0 && e.heapIndex < len(t.timers) && t.timers[e.heapIndex].e == e {
+		heap.Remove(&t.timers, e.heapIndex)
+	}
 	k := expectKeyOf(e.Proto, e.Src, e.Dst, e.DstPort)
 	if t.expects[k] == e {
 		delete(t.expects, k)

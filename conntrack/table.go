@@ -462,16 +462,38 @@ type timer struct {
 	e  *Expectation
 }
 
+// timerHeap is a min-heap of timers. An expectation's timer keeps its
+// position in the expectation (heapIndex), so a dropped expectation takes
+// its timer with it: a client re-sending requests that replace each other
+// must not pile up dead timers.
 type timerHeap []timer
 
 func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h.placed(i)
+	h.placed(j)
+}
+
+func (h timerHeap) placed(i int) {
+	if e := h[i].e; e != nil {
+		e.heapIndex = i
+	}
+}
+
+func (h *timerHeap) Push(x any) {
+	*h = append(*h, x.(timer))
+	h.placed(len(*h) - 1)
+}
+
 func (h *timerHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	old[len(old)-1] = timer{}
 	*h = old[:len(old)-1]
+	if x.e != nil {
+		x.e.heapIndex = -1
+	}
 	return x
 }

@@ -259,3 +259,29 @@ func TestResponderCannotKeepHalfOpenAlive(t *testing.T) {
 	}
 	t.Fatalf("half-open session still there after 60 s: %+v", s)
 }
+
+// TestReplacedExpectationsLeaveNoTimers: an inspector replacing its
+// pending expectation over and over (a TFTP client re-sending its
+// request) keeps one expectation and one timer, not one per request.
+func TestReplacedExpectationsLeaveNoTimers(t *testing.T) {
+	tb := New(Config{})
+	parent, err := tb.Create(udpPkt(cli, 5000, srv, 69), t0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10000 {
+		x := Expect{Proto: decode.ProtoUDP, Src: srv, Dst: cli, DstPort: 5000, Timeout: time.Minute, Replace: true, What: "tftp RRQ"}
+		if _, err := tb.Expect(parent, x, t0.Add(time.Duration(i)*time.Microsecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tb.ExpectationCount() != 1 || len(tb.timers) != 2 { // the session's timer and one expectation's
+		t.Fatalf("%d expectations, %d timers; want 1 and 2", tb.ExpectationCount(), len(tb.timers))
+	}
+	// The survivor still expires on time.
+	for tb.Expire(t0.Add(2*time.Minute), 100) {
+	}
+	if tb.ExpectationCount() != 0 {
+		t.Fatal("the last expectation did not expire")
+	}
+}
