@@ -50,6 +50,27 @@ func (e *Engine) Sessions() []SessionInfo {
 	return out
 }
 
+// Kind names a class of sessions for counting: their inspector ("" for
+// none) and state.
+type Kind struct{ ALG, State string }
+
+// SessionCounts counts the live sessions by inspector and state. It
+// copies and formats nothing, so it holds the engine's lock for a short
+// walk of the table only (the control API's stats and the metrics use it).
+func (e *Engine) SessionCounts() map[Kind]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	counts := make(map[Kind]int)
+	e.table.Sessions(func(s *conntrack.Session) {
+		k := Kind{State: s.State.String()}
+		if s.Inspector != nil {
+			k.ALG = s.Inspector.Name()
+		}
+		counts[k]++
+	})
+	return counts
+}
+
 // Expectations returns a snapshot of the pending expectations, by ID.
 func (e *Engine) Expectations() []ExpectInfo {
 	e.mu.Lock()

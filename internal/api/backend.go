@@ -131,7 +131,13 @@ func (b *EngineBackend) Stats() Stats {
 		{Name: "half-open", Used: use[1], Limit: lim.HalfOpen},
 		{Name: "expectations", Used: use[2], Limit: lim.Expectations},
 	}
-	st.SessionCounts = CountSessions(b.Sessions())
+	counts := map[inspect.Kind]int{}
+	for _, e := range b.engines {
+		for k, n := range e.SessionCounts() {
+			counts[k] += n
+		}
+	}
+	st.SessionCounts = sessionCounts(counts)
 	st.ExpectCounts = CountExpectations(b.Expectations())
 	if b.cfg.Queues != nil {
 		st.Queues = b.cfg.Queues()
@@ -147,14 +153,18 @@ func (b *EngineBackend) Stats() Stats {
 
 // CountSessions counts sessions by inspector and state, sorted.
 func CountSessions(ss []inspect.SessionInfo) []SessionCount {
-	type k struct{ alg, state string }
-	m := map[k]int{}
+	m := map[inspect.Kind]int{}
 	for i := range ss {
-		m[k{ss[i].ALG, ss[i].State}]++
+		m[inspect.Kind{ALG: ss[i].ALG, State: ss[i].State}]++
 	}
+	return sessionCounts(m)
+}
+
+// sessionCounts turns counts by kind into a sorted list.
+func sessionCounts(m map[inspect.Kind]int) []SessionCount {
 	out := make([]SessionCount, 0, len(m))
 	for key, n := range m {
-		out = append(out, SessionCount{ALG: key.alg, State: key.state, Count: n})
+		out = append(out, SessionCount{ALG: key.ALG, State: key.State, Count: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].ALG != out[j].ALG {
