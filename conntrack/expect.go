@@ -109,18 +109,6 @@ func (t *Table) Expectations(fn func(*Expectation)) {
 	}
 }
 
-// RemoveExpectation removes a pending expectation by ID; it reports
-// whether there was one.
-func (t *Table) RemoveExpectation(id uint64) bool {
-	for _, e := range t.expects {
-		if e.ID == id {
-			t.dropExpectation(e)
-			return true
-		}
-	}
-	return false
-}
-
 // CancelExpectations removes the pending expectations owned by the
 // session with ID parent.
 func (t *Table) CancelExpectations(parent uint64) { t.dropExpectations(parent) }

@@ -37,7 +37,7 @@ type Session struct {
 	Rule int32
 	// In is the index of the interface the first packet entered on, as
 	// the engine numbers interfaces.
-	In    uint8
+	In    uint16
 	State State
 	// Offloaded is set once the engine let the kernel fast path carry the
 	// flow; NoOffload forbids it (inspected control channels).

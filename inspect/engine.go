@@ -146,9 +146,36 @@ func (e *Engine) SetRules(rs *rules.Ruleset) {
 	c := compile(rs)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	old := e.cfg
 	e.cfg = c
 	e.table.SetTimeouts(tableTimeouts(rs))
 	e.table.SetLimits(tableLimits(rs))
+	e.renumber(old, c)
+}
+
+// renumber makes the sessions' rule and interface indexes point into the
+// new ruleset: a session keeps its interface (by device) and its rule when
+// the new file has the same rule text; otherwise it shows no rule, rather
+// than a rule that did not permit it. One walk of the table per reload.
+func (e *Engine) renumber(old, c *config) {
+	ruleIndex := make(map[string]int32, len(c.rs.Rules))
+	for i := len(c.rs.Rules) - 1; i >= 0; i-- {
+		ruleIndex[c.rs.Rules[i].Text] = int32(i) // the first of equal texts wins
+	}
+	e.table.Sessions(func(s *conntrack.Session) {
+		if s.Rule >= 0 && int(s.Rule) < len(old.rs.Rules) {
+			if i, ok := ruleIndex[old.rs.Rules[s.Rule].Text]; ok {
+				s.Rule = i
+			} else {
+				s.Rule = -1
+			}
+		}
+		if int(s.In) < len(old.rs.Interfaces) {
+			if ic := c.ifaces[old.rs.Interfaces[s.In].Device]; ic != nil {
+				s.In = uint16(ic.iface.Index)
+			}
+		}
+	})
 }
 
 // Rules returns the ruleset in force.
@@ -370,13 +397,13 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 		}
 	}
 	if !permit {
-		return e.deny(m, reason, loc, log)
+		return e.drop(m, reason, loc, log)
 	}
 	s, err := e.table.Create(p, m.Time, pickUp)
 	if err != nil {
 		return e.drop(m, err.Error(), loc, true)
 	}
-	s.Rule, s.In = index, uint8(ic.iface.Index)
+	s.Rule, s.In = index, uint16(ic.iface.Index)
 	if r != nil {
 		e.attachInspector(s, r)
 	}
@@ -416,7 +443,7 @@ func (e *Engine) adopt(m Meta) Verdict {
 	}
 	s.Offloaded = true
 	if ic := e.cfg.ifaces[m.In]; ic != nil {
-		s.In = uint8(ic.iface.Index)
+		s.In = uint16(ic.iface.Index)
 	}
 	e.count(s)
 	if len(e.subs) > 0 {
@@ -458,7 +485,7 @@ func (e *Engine) resume(k conntrack.Key, m Meta) (Verdict, bool) {
 	if err != nil {
 		return e.drop(m, err.Error(), "", true), true
 	}
-	s.In = uint8(ic.iface.Index)
+	s.In = uint16(ic.iface.Index)
 	loc := ic.defLoc
 	if r != nil {
 		r.Hit()
@@ -499,7 +526,7 @@ func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 	}
 	s.Parent = x.Parent
 	if ic := e.cfg.ifaces[m.In]; ic != nil {
-		s.In = uint8(ic.iface.Index)
+		s.In = uint16(ic.iface.Index)
 	}
 	e.count(s)
 	if len(e.subs) > 0 {
@@ -526,6 +553,9 @@ func (e *Engine) icmpError(m Meta) Verdict {
 	if len(e.siblings) > 0 {
 		// Look in the other workers' tables without holding our own lock,
 		// so two workers doing this at once cannot deadlock.
+		// Another caller may use the engine meanwhile: keep this
+		// packet's decoding to put back.
+		saved := e.pkt
 		e.mu.Unlock()
 		id := uint64(0)
 		for _, sib := range e.siblings {
@@ -534,6 +564,7 @@ func (e *Engine) icmpError(m Meta) Verdict {
 			}
 		}
 		e.mu.Lock()
+		e.pkt = saved
 		if id != 0 {
 			e.stats.Accepted++
 			return Verdict{Accept: true, Reason: ReasonICMPRelated, Session: id}
@@ -559,11 +590,6 @@ func (e *Engine) drop(m Meta, reason, loc string, log bool) Verdict {
 		e.emit(Event{Kind: Deny, Time: m.Time, Reason: reason, Rule: loc, In: m.In, Log: log, Flow: flowInfo(conntrack.KeyOf(&e.pkt))})
 	}
 	return Verdict{Reason: reason, Rule: loc}
-}
-
-// deny is drop for a packet denied by a rule or a default.
-func (e *Engine) deny(m Meta, reason, loc string, log bool) Verdict {
-	return e.drop(m, reason, loc, log)
 }
 
 // dropSession drops a packet of session s.

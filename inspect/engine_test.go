@@ -354,3 +354,31 @@ func TestPortReuseAfterOffloadedClose(t *testing.T) {
 		{"wan0", packettest.TCP(c, s, syn, 12345, 0, nil), false, "tcp: SYN"},
 	})
 }
+
+// TestReloadRenumbersSessions: after a reload that moves rules and
+// interfaces, a session still names the rule text and the device it was
+// admitted by.
+func TestReloadRenumbersSessions(t *testing.T) {
+	e := New(mustRules(t, testRules), Options{})
+	c, s := ap(client, 40000), ap(server, 9000)
+	run(t, e, []step{{"wan0", packettest.TCP(c, s, syn, 100, 0, nil), true, ReasonRule}})
+	moved := strings.Replace(testRules, "interface wan wan0", "interface lan2 lan9 net 203.0.113.0/24\ninterface wan wan0", 1)
+	moved = strings.Replace(moved, "in on lan default", "in on lan2 default deny {\n}\nin on lan default", 1)
+	moved = strings.Replace(moved, "    permit tcp from any to @servers port 9000\n", "", 1)
+	moved = strings.Replace(moved, "in on wan default deny log {\n", "in on wan default deny log {\n    permit tcp from any to @servers port 8080\n    permit tcp from any to @servers port 9000\n", 1)
+	rs := mustRules(t, moved)
+	e.SetRules(rs)
+	ss := e.Sessions()
+	if len(ss) != 1 || ss[0].In != "wan0" {
+		t.Fatalf("sessions %+v", ss)
+	}
+	want := ""
+	for _, r := range rs.Rules {
+		if strings.Contains(r.Text, "port 9000") {
+			want = r.Pos.String()
+		}
+	}
+	if ss[0].Rule != want || want == "" {
+		t.Fatalf("session's rule %q, want %q", ss[0].Rule, want)
+	}
+}
