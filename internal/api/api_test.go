@@ -435,3 +435,19 @@ func TestPermissionOtherUser(t *testing.T) {
 		t.Errorf("nobody on a socket of its group: %s", out)
 	}
 }
+
+func TestWatchersBounded(t *testing.T) {
+	f := newFake()
+	s := serve(t, f, api.Options{})
+	c := client.New(s.Path(), "test")
+	for range api.MaxWatchers {
+		st, err := c.Watch(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+	}
+	if _, err := c.Watch(ctx(t)); err == nil || !strings.Contains(err.Error(), "too many watch streams") {
+		t.Fatalf("watch %d: %v; want refused", api.MaxWatchers+1, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/inspectd/inspectd/inspect"
@@ -50,7 +51,13 @@ type Server struct {
 	cancel context.CancelFunc
 	once   sync.Once
 	err    error
+
+	watchers atomic.Int32 // watch streams open now
 }
+
+// MaxWatchers bounds the watch streams open at once: each costs a buffer
+// and a channel send per event on the packet path.
+const MaxWatchers = 32
 
 // NewServer listens on the socket (see Options) and returns a server for
 // b; call Serve to serve and Close to stop. A stale socket file left by a
@@ -319,6 +326,12 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming not supported")
 		return
 	}
+	if s.watchers.Add(1) > MaxWatchers {
+		s.watchers.Add(-1)
+		writeError(w, http.StatusTooManyRequests, "too many watch streams open (at most %d)", MaxWatchers)
+		return
+	}
+	defer s.watchers.Add(-1)
 	wt := s.b.Watch()
 	defer wt.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")

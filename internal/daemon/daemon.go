@@ -150,7 +150,8 @@ func Run(ctx context.Context, o Options) error {
 			q.Close()
 		}
 	}()
-	audit := &auditor{log: log, lim: lim}
+	audit := newAuditor(log, lim)
+	defer audit.close()
 	for i := range engines {
 		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known})
 		engines[i].Subscribe(audit.event)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/inspectd/inspectd/inspect"
@@ -108,10 +109,47 @@ func logSuppressed(log *zap.Logger, n uint64) {
 
 // auditor logs the engines' events: the session audit trail (open, close
 // with traffic each way and why), expectations, and every denial, all
-// rate limited.
+// rate limited. The lines are written by a goroutine of their own, so a
+// slow log sink (a full pipe, journald pushing back) never blocks a queue
+// worker: when its bounded backlog is full, lines are dropped and counted.
 type auditor struct {
-	log *zap.Logger
-	lim *limiter
+	log     *zap.Logger
+	lim     *limiter
+	lines   chan auditLine
+	dropped atomic.Uint64
+	done    chan struct{}
+}
+
+// auditLine is one log line on its way to the writer.
+type auditLine struct {
+	ce     *zapcore.CheckedEntry
+	fields []zap.Field
+}
+
+// auditBacklog is how many lines may wait for the writer.
+const auditBacklog = 1024
+
+func newAuditor(log *zap.Logger, lim *limiter) *auditor {
+	a := &auditor{log: log, lim: lim, lines: make(chan auditLine, auditBacklog), done: make(chan struct{})}
+	go a.write()
+	return a
+}
+
+func (a *auditor) write() {
+	defer close(a.done)
+	for l := range a.lines {
+		l.ce.Write(l.fields...)
+		if n := a.dropped.Swap(0); n > 0 {
+			a.log.Warn("log lines dropped: the log sink is too slow", zap.Uint64("lines", n))
+		}
+	}
+}
+
+// close writes what is waiting and stops the writer; no event may come
+// after it.
+func (a *auditor) close() {
+	close(a.lines)
+	<-a.done
 }
 
 // event is an engine's subscriber. It runs on the packet path, so it asks
@@ -137,7 +175,15 @@ func (a *auditor) event(ev inspect.Event) {
 	if !ok {
 		return
 	}
-	logSuppressed(a.log, sup)
+	if sup > 0 {
+		if ce := a.log.Check(zap.WarnLevel, "log lines suppressed by the rate limit"); ce != nil {
+			select {
+			case a.lines <- auditLine{ce: ce, fields: []zap.Field{zap.Uint64("lines", sup)}}:
+			default:
+				a.dropped.Add(1)
+			}
+		}
+	}
 	fields := make([]zap.Field, 0, 16)
 	fields = append(fields, zap.String("proto", ev.Flow.Proto), zap.String("src", ev.Flow.Src), zap.String("dst", ev.Flow.Dst))
 	if ev.Reason != "" {
@@ -169,6 +215,10 @@ func (a *auditor) event(ev inspect.Event) {
 			zap.String("expect_src", x.Src), zap.String("expect_dst", x.Dst))
 	}
 	if ce := a.log.Check(lvl, ev.Kind.String()); ce != nil {
-		ce.Write(fields...)
+		select {
+		case a.lines <- auditLine{ce: ce, fields: fields}:
+		default:
+			a.dropped.Add(1)
+		}
 	}
 }
