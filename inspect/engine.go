@@ -294,7 +294,7 @@ func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Ve
 // TCP session over at its SYN-ACK keeps the handshake's last ACK in the
 // kernel; the session stays half-open (counted against the half-open
 // limits, expiring after tcp-synwait) until a later packet or the kernel's
-// conntrack (Touch) shows that the handshake finished, so a spoofed SYN
+// conntrack (Promote) shows that the handshake finished, so a spoofed SYN
 // flood leaves nothing more behind than without it.
 func (e *Engine) offloadable(s *conntrack.Session, dir conntrack.Dir) bool {
 	if s.Inspector != nil || s.NoOffload {
