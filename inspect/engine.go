@@ -61,7 +61,7 @@ type Engine struct {
 	pkt   decode.Packet
 	cfg   *config // the rules in force, compiled for the engine
 
-	subs     []func(Event)
+	subs     []subscriber
 	siblings []*Engine
 	stats    Stats
 }
@@ -188,10 +188,34 @@ func (e *Engine) Rules() *rules.Ruleset {
 // Subscribe registers fn to receive every event. fn runs on the packet
 // path with the engine locked: it must be quick and must not call back
 // into the engine. Subscribe before the first packet.
-func (e *Engine) Subscribe(fn func(Event)) {
+func (e *Engine) Subscribe(fn func(Event)) { e.SubscribeWhen(fn, nil) }
+
+// SubscribeWhen is Subscribe for a subscriber that wants only some events
+// at a given moment: want (called on the packet path, so it must be cheap)
+// says whether it would use an event of kind k whose rule said log. The
+// engine builds an event only when some subscriber wants it, so that, say,
+// a flood of denials that a rate limit will discard costs no formatting.
+// A nil want takes everything.
+func (e *Engine) SubscribeWhen(fn func(Event), want func(k EventKind, log bool) bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.subs = append(e.subs, fn)
+	e.subs = append(e.subs, subscriber{fn: fn, want: want})
+}
+
+// subscriber is one receiver of events.
+type subscriber struct {
+	fn   func(Event)
+	want func(EventKind, bool) bool
+}
+
+// wanted reports whether any subscriber wants an event of kind k.
+func (e *Engine) wanted(k EventKind, log bool) bool {
+	for _, s := range e.subs {
+		if s.want == nil || s.want(k, log) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetSiblings tells the engine about the other workers' engines, so an
@@ -333,7 +357,7 @@ func (e *Engine) inspect(s *conntrack.Session, dir conntrack.Dir, m Meta) (v Ver
 		x, err := e.table.Expect(s, r.Expect, m.Time)
 		if err != nil {
 			e.emitSession(Event{Kind: Note, Reason: err.Error(), In: m.In}, s, m.Time)
-		} else if len(e.subs) > 0 {
+		} else if e.wanted(ExpectAdd, false) {
 			ev := Event{Kind: ExpectAdd, Reason: x.What, Expect: expectInfo(x)}
 			e.emitSession(ev, s, m.Time)
 		}
@@ -408,9 +432,7 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 		e.attachInspector(s, r)
 	}
 	e.count(s)
-	if len(e.subs) > 0 {
-		e.emitSession(Event{Kind: SessionOpen, Reason: reason, Rule: loc, In: m.In, Log: log}, s, m.Time)
-	}
+	e.emitSession(Event{Kind: SessionOpen, Reason: reason, Rule: loc, In: m.In, Log: log}, s, m.Time)
 	if s.Inspector != nil {
 		if v, done := e.inspect(s, conntrack.Original, m); done {
 			e.table.Remove(s, "first packet refused by "+s.Inspector.Name())
@@ -446,9 +468,7 @@ func (e *Engine) adopt(m Meta) Verdict {
 		s.In = uint16(ic.iface.Index)
 	}
 	e.count(s)
-	if len(e.subs) > 0 {
-		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonAdopted, In: m.In}, s, m.Time)
-	}
+	e.emitSession(Event{Kind: SessionOpen, Reason: ReasonAdopted, In: m.In}, s, m.Time)
 	e.stats.Accepted++
 	e.stats.New++
 	return Verdict{Accept: true, Reason: ReasonAdopted, Session: s.ID}
@@ -494,9 +514,7 @@ func (e *Engine) resume(k conntrack.Key, m Meta) (Verdict, bool) {
 	}
 	s.Packets[dir]++
 	s.Bytes[dir] += uint64(e.pkt.Length)
-	if len(e.subs) > 0 {
-		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonResumed, Rule: loc, In: m.In}, s, m.Time)
-	}
+	e.emitSession(Event{Kind: SessionOpen, Reason: ReasonResumed, Rule: loc, In: m.In}, s, m.Time)
 	if s.Inspector != nil {
 		if v, done := e.inspect(s, dir, m); done {
 			return v, true
@@ -529,10 +547,10 @@ func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 		s.In = uint16(ic.iface.Index)
 	}
 	e.count(s)
-	if len(e.subs) > 0 {
+	if e.wanted(ExpectUse, false) {
 		e.emitSession(Event{Kind: ExpectUse, Reason: x.What, In: m.In, Expect: expectInfo(x)}, s, m.Time)
-		e.emitSession(Event{Kind: SessionOpen, Reason: ReasonRelated, In: m.In}, s, m.Time)
 	}
+	e.emitSession(Event{Kind: SessionOpen, Reason: ReasonRelated, In: m.In}, s, m.Time)
 	e.stats.Accepted++
 	e.stats.New++
 	return Verdict{Accept: true, Reason: ReasonRelated, Session: s.ID}
@@ -586,7 +604,7 @@ func (e *Engine) peek(k conntrack.Key) uint64 {
 func (e *Engine) drop(m Meta, reason, loc string, log bool) Verdict {
 	e.stats.Dropped++
 	e.stats.Reasons[reason]++
-	if len(e.subs) > 0 {
+	if e.wanted(Deny, log) {
 		e.emit(Event{Kind: Deny, Time: m.Time, Reason: reason, Rule: loc, In: m.In, Log: log, Flow: flowInfo(conntrack.KeyOf(&e.pkt))})
 	}
 	return Verdict{Reason: reason, Rule: loc}
@@ -596,21 +614,26 @@ func (e *Engine) drop(m Meta, reason, loc string, log bool) Verdict {
 func (e *Engine) dropSession(m Meta, reason string, s *conntrack.Session) Verdict {
 	e.stats.Dropped++
 	e.stats.Reasons[reason]++
-	if len(e.subs) > 0 {
+	if e.wanted(Deny, true) {
 		ev := Event{Kind: Deny, Reason: reason, In: m.In, Log: true, Flow: flowInfo(conntrack.KeyOf(&e.pkt))}
 		e.emitSession(ev, s, m.Time)
 	}
 	return Verdict{Reason: reason, Session: s.ID}
 }
 
+// emit hands ev to the subscribers that want it.
 func (e *Engine) emit(ev Event) {
-	for _, fn := range e.subs {
-		fn(ev)
+	for _, s := range e.subs {
+		if s.want == nil || s.want(ev.Kind, ev.Log) {
+			s.fn(ev)
+		}
 	}
 }
 
+// emitSession completes ev with a snapshot of session s, if anyone wants
+// it, and emits it.
 func (e *Engine) emitSession(ev Event, s *conntrack.Session, now time.Time) {
-	if len(e.subs) == 0 {
+	if !e.wanted(ev.Kind, ev.Log) {
 		return
 	}
 	ev.Time = now
@@ -623,13 +646,11 @@ func (e *Engine) emitSession(ev Event, s *conntrack.Session, now time.Time) {
 }
 
 func (e *Engine) sessionClosed(s *conntrack.Session, why string) {
-	if len(e.subs) > 0 {
-		e.emitSession(Event{Kind: SessionClose, Reason: why}, s, time.Unix(0, s.LastSeen))
-	}
+	e.emitSession(Event{Kind: SessionClose, Reason: why}, s, time.Unix(0, s.LastSeen))
 }
 
 func (e *Engine) expectExpired(x *conntrack.Expectation) {
-	if len(e.subs) > 0 {
+	if e.wanted(ExpectExpire, false) {
 		e.emit(Event{Kind: ExpectExpire, Time: x.Expires, Reason: x.What, Expect: expectInfo(x),
 			Flow: FlowInfo{Proto: conntrack.ProtoName(x.Proto)}})
 	}

@@ -382,3 +382,24 @@ func TestReloadRenumbersSessions(t *testing.T) {
 		t.Fatalf("session's rule %q, want %q", ss[0].Rule, want)
 	}
 }
+
+// TestUnwantedEventsCostNothing: when no subscriber wants an event (a
+// rate limit with no room, nobody watching), a denial builds none.
+func TestUnwantedEventsCostNothing(t *testing.T) {
+	e := New(mustRules(t, testRules), Options{})
+	got := 0
+	e.SubscribeWhen(func(Event) { got++ }, func(k EventKind, log bool) bool { return false })
+	denied := packettest.TCP(ap(client, 40000), ap(server, 22), syn, 1, 0, nil)
+	m := Meta{Time: start, In: "wan0"}
+	if a := testing.AllocsPerRun(1000, func() { e.Process(denied, m) }); a != 0 {
+		t.Fatalf("%v allocations per unwanted denial", a)
+	}
+	if got != 0 {
+		t.Fatalf("%d events delivered to a subscriber that wanted none", got)
+	}
+	e.SubscribeWhen(func(Event) { got++ }, func(k EventKind, log bool) bool { return k == Deny })
+	e.Process(denied, m)
+	if got != 1 {
+		t.Fatalf("%d events, want the one denial", got)
+	}
+}

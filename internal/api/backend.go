@@ -78,7 +78,7 @@ func NewEngineBackend(engines []*inspect.Engine, cfg EngineConfig) *EngineBacken
 	}
 	b := &EngineBackend{engines: engines, cfg: cfg, hub: NewHub(cfg.WatchBuffer), loaded: cfg.Now()}
 	for _, e := range engines {
-		e.Subscribe(b.hub.Publish)
+		e.SubscribeWhen(b.hub.Publish, b.hub.wants)
 	}
 	return b
 }

@@ -48,6 +48,13 @@ func (h *Hub) Publish(ev inspect.Event) {
 	}
 }
 
+// wants reports whether anyone watches: the engines build no event for
+// the hub otherwise.
+func (h *Hub) wants(inspect.EventKind, bool) bool {
+	p := h.subs.Load()
+	return p != nil && len(*p) > 0
+}
+
 // Lost returns the number of events dropped for all watchers so far.
 func (h *Hub) Lost() uint64 { return h.lost.Load() }
 

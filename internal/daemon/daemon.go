@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 	defer audit.close()
 	for i := range engines {
 		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known})
-		engines[i].Subscribe(audit.event)
+		engines[i].SubscribeWhen(audit.event, audit.wants)
 		qn := o.FirstQueue + uint16(i)
 		q, err := nfq.Open(nfq.Config{Queue: qn, FailOpen: o.FailOpen, GSO: true, Mark: o.Mark, Names: ifaces,
 			OnError: func(err error) { lim.warn(log, "queue", err) }})

@@ -91,6 +91,18 @@ func (l *limiter) allow() (ok bool, suppressed uint64) {
 	return true, s
 }
 
+// room reports whether a line would be allowed now, without taking a
+// token.
+func (l *limiter) room() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tokens := l.tokens
+	if !l.last.IsZero() {
+		tokens = min(l.burst, tokens+l.now().Sub(l.last).Seconds()*l.rate)
+	}
+	return tokens >= 1
+}
+
 // warn logs a non-fatal error, rate limited.
 func (l *limiter) warn(log *zap.Logger, what string, err error) {
 	ok, sup := l.allow()
@@ -152,22 +164,34 @@ func (a *auditor) close() {
 	<-a.done
 }
 
+// levelOf is the level an event is logged at. A denial is logged at info
+// when its rule or default says `log`, or when no rule decided it (an
+// inspector's refusal, a limit, a TCP anomaly); plain rule denials and
+// expectation events are debug.
+func levelOf(k inspect.EventKind, log bool) zapcore.Level {
+	switch k {
+	case inspect.ExpectAdd, inspect.ExpectUse, inspect.ExpectExpire:
+		return zap.DebugLevel
+	case inspect.Deny:
+		if !log {
+			return zap.DebugLevel
+		}
+	}
+	return zap.InfoLevel
+}
+
+// wants tells the engine whether an event would be logged now: its level
+// is enabled and the rate limit has room. The engine builds no event for
+// the auditor otherwise.
+func (a *auditor) wants(k inspect.EventKind, log bool) bool {
+	return a.log.Core().Enabled(levelOf(k, log)) && a.lim.room()
+}
+
 // event is an engine's subscriber. It runs on the packet path, so it asks
 // the limiter first and formats nothing for a line that will not be
 // written.
 func (a *auditor) event(ev inspect.Event) {
-	lvl := zap.InfoLevel
-	switch ev.Kind {
-	case inspect.ExpectAdd, inspect.ExpectUse, inspect.ExpectExpire:
-		lvl = zap.DebugLevel
-	case inspect.Deny:
-		// A denial is logged at info when its rule or default says
-		// `log`, or when no rule decided it (an inspector's refusal, a
-		// limit, a TCP anomaly); plain rule denials are debug.
-		if !ev.Log {
-			lvl = zap.DebugLevel
-		}
-	}
+	lvl := levelOf(ev.Kind, ev.Log)
 	if !a.log.Core().Enabled(lvl) {
 		return
 	}
