@@ -293,13 +293,13 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 	return ""
 }
 
-// Promote marks a TCP session that was offloaded at its SYN-ACK as
-// established, on the kernel conntrack's word that its handshake finished
-// (the last ACK stayed in the kernel). It reports whether it changed
+// Promote marks a TCP session that was offloaded during its handshake as
+// established, on the kernel conntrack's word that the handshake finished
+// (its last packets stayed in the kernel). It reports whether it changed
 // anything.
 func (t *Table) Promote(k Key) bool {
 	s := t.sessions.get(k)
-	if s == nil || s.gone || !s.Offloaded || s.State != StateSynRecv {
+	if s == nil || s.gone || !s.Offloaded || (s.State != StateSynSent && s.State != StateSynRecv) {
 		return false
 	}
 	s.State = StateEstablished

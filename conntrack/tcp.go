@@ -68,6 +68,19 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 
 	switch s.State {
 	case StateSynSent:
+		if s.Offloaded && !syn && (ack || rst) {
+			// Handed to the kernel fast path at its SYN: the kernel
+			// carried the SYN-ACK and the handshake's last ACK (its own
+			// tracker checked them). A later segment with ACK or RST (a
+			// FIN, a reset) shows the handshake over: pick up the side
+			// never seen and track on.
+			if snd.maxWin == 0 {
+				snd.pickUp(p)
+			}
+			s.State = StateEstablished
+			t.leaveHalfOpen(s)
+			break
+		}
 		if dir == Original {
 			switch {
 			case syn && !ack:

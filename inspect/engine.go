@@ -25,6 +25,11 @@ type Options struct {
 	// segments in a row beyond the window (captures miss packets). Zero
 	// keeps strict tracking.
 	GapRecovery int
+	// FastPath says the packet source has a kernel fast path: verdicts may
+	// then say Offload, and offloaded sessions are tracked liberally (the
+	// kernel carries packets the engine never sees). Replay has none, so
+	// every session there stays strictly tracked.
+	FastPath bool
 	// Known, when set, reports whether the kernel's conntrack held the
 	// TCP connection with this original-direction key as established
 	// when the daemon started. A segment of such a connection is picked
@@ -305,29 +310,31 @@ func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Ve
 	e.stats.Accepted++
 	e.stats.Established++
 	v := Verdict{Accept: true, Reason: ReasonSession, Session: s.ID}
-	if e.offloadable(s, dir) {
-		s.Offloaded = true
-		v.Offload = true
-	}
+	e.offload(s, dir, &v)
 	return v
 }
 
 // offloadable tells whether the kernel fast path may carry the session
-// from this packet on: not inspected, and either established (and this is
-// not a handshake or teardown segment) or this is its SYN-ACK. Handing a
-// TCP session over at its SYN-ACK keeps the handshake's last ACK in the
-// kernel; the session stays half-open (counted against the half-open
-// limits, expiring after tcp-synwait) until a later packet or the kernel's
-// conntrack (Promote) shows that the handshake finished, so a spoofed SYN
-// flood leaves nothing more behind than without it.
+// from this packet on. Never an inspected session. A TCP session is handed
+// over at its SYN (or, if the engine sees it, its SYN-ACK): the kernel's
+// own tracker then checks the rest of the handshake, which stays in the
+// kernel, and the hooks drop what it finds invalid. The session stays
+// half-open (counted against the half-open limits, expiring after
+// tcp-synwait) until a later packet or the kernel's conntrack (Promote)
+// shows that the handshake finished, so a spoofed SYN flood leaves nothing
+// more behind than without it. After that, handshake and teardown
+// segments still come to the engine, and are never marked here.
 func (e *Engine) offloadable(s *conntrack.Session, dir conntrack.Dir) bool {
-	if s.Inspector != nil || s.NoOffload {
+	if !e.opt.FastPath || s.Inspector != nil || s.NoOffload {
 		return false
 	}
 	switch e.pkt.Proto {
 	case decode.ProtoTCP:
 		f := e.pkt.Flags & (decode.TCPSyn | decode.TCPAck | decode.TCPFin | decode.TCPRst)
-		if s.State == conntrack.StateSynRecv {
+		switch s.State {
+		case conntrack.StateSynSent:
+			return dir == conntrack.Original && f == decode.TCPSyn
+		case conntrack.StateSynRecv:
 			return dir == conntrack.Reply && f == decode.TCPSyn|decode.TCPAck
 		}
 		return s.State == conntrack.StateEstablished && f&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0
@@ -335,6 +342,14 @@ func (e *Engine) offloadable(s *conntrack.Session, dir conntrack.Dir) bool {
 		return s.State == conntrack.StateEstablished
 	}
 	return false
+}
+
+// offload marks v and s when the fast path may carry s from this packet on.
+func (e *Engine) offload(s *conntrack.Session, dir conntrack.Dir, v *Verdict) {
+	if e.offloadable(s, dir) {
+		s.Offloaded = true
+		v.Offload = true
+	}
 }
 
 // inspect runs the session's inspector. done is true when the inspector
@@ -441,7 +456,9 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 	}
 	e.stats.Accepted++
 	e.stats.New++
-	return Verdict{Accept: true, Reason: reason, Rule: loc, Session: s.ID}
+	v := Verdict{Accept: true, Reason: reason, Rule: loc, Session: s.ID}
+	e.offload(s, conntrack.Original, &v)
+	return v
 }
 
 func isEchoReply(p *decode.Packet) bool {
@@ -553,7 +570,9 @@ func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 	e.emitSession(Event{Kind: SessionOpen, Reason: ReasonRelated, In: m.In}, s, m.Time)
 	e.stats.Accepted++
 	e.stats.New++
-	return Verdict{Accept: true, Reason: ReasonRelated, Session: s.ID}
+	v := Verdict{Accept: true, Reason: ReasonRelated, Session: s.ID}
+	e.offload(s, conntrack.Original, &v)
+	return v
 }
 
 // icmpError admits an ICMP error only when it quotes a tracked flow and

@@ -78,7 +78,7 @@ const (
 )
 
 func TestTCPSessionByRule(t *testing.T) {
-	e := New(mustRules(t, testRules), Options{})
+	e := New(mustRules(t, testRules), Options{FastPath: true})
 	c, s := ap(client, 40000), ap(server, 9000)
 	v := run(t, e, []step{
 		{"wan0", packettest.TCP(c, s, syn, 100, 0, nil), true, ReasonRule},

@@ -80,3 +80,37 @@ func TestUnansweredOffloadedHandshakeExpires(t *testing.T) {
 		t.Fatalf("sessions %d, half-open %d after tcp-synwait; want 0, 0", st.Sessions, st.HalfOpen)
 	}
 }
+
+// TestOffloadAtSyn: the kernel carries the rest of the handshake of a
+// session handed over at its SYN; the engine next sees a FIN (with ACK)
+// and tracks on from there, or the kernel's conntrack promotes it.
+func TestOffloadAtSyn(t *testing.T) {
+	l := newLab(t)
+	c, s := ap(client, 43000), ap(server, 9000)
+	v := l.process(client, packettest.TCP(c, s, syn, 100, 0, nil), true, ReasonRule)
+	if !v.Offload {
+		t.Fatal("the SYN of an uninspected session was not offloaded")
+	}
+	// (SYN-ACK, ACK and data went through the kernel.)
+	l.process(client, packettest.TCP(c, s, fin|ack, 5101, 777001, nil), true, ReasonSession)
+	if got := l.state(v.Session); got != "fin-wait" || l.e.Stats().HalfOpen != 0 {
+		t.Fatalf("after the client's FIN: %s, half-open %d; want fin-wait, 0", got, l.e.Stats().HalfOpen)
+	}
+	l.process(server, packettest.TCP(s, c, fin|ack, 777001, 5102, nil), true, ReasonSession)
+	if got := l.state(v.Session); got != "closing" {
+		t.Fatalf("after both FINs: %s, want closing", got)
+	}
+
+	c2 := ap(client, 43001)
+	v = l.process(client, packettest.TCP(c2, s, syn, 100, 0, nil), true, ReasonRule)
+	k := conntrack.Key{Src: client, Dst: server, SrcPort: 43001, DstPort: 9000, Proto: 6}
+	if !l.e.Promote(k) || l.state(v.Session) != "established" || l.e.Stats().HalfOpen != 0 {
+		t.Fatalf("promote at syn-sent: %s, half-open %d", l.state(v.Session), l.e.Stats().HalfOpen)
+	}
+
+	// Replay has no fast path: nothing is offloaded there.
+	e := New(mustRules(t, testRules), Options{})
+	if v := e.Process(packettest.TCP(ap(client, 43002), s, syn, 1, 0, nil), Meta{Time: start, In: "wan0"}); v.Offload {
+		t.Fatal("offloaded without a fast path")
+	}
+}

@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 	audit := newAuditor(log, lim)
 	defer audit.close()
 	for i := range engines {
-		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known})
+		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known, FastPath: true})
 		engines[i].SubscribeWhen(audit.event, audit.wants)
 		qn := o.FirstQueue + uint16(i)
 		q, err := nfq.Open(nfq.Config{Queue: qn, FailOpen: o.FailOpen, GSO: true, Mark: o.Mark, Names: ifaces,

@@ -14,6 +14,7 @@
 //	filter INSPECTD-FWD, jumped to first from FORWARD:
 //	  accept established TCP of offloaded (connmark-marked) connections
 //	    that carries no SYN, FIN or RST: the kernel fast path
+//	  accept their SYN-ACK (connections are handed over at their SYN)
 //	  accept established UDP of offloaded connections
 //	  drop segments of offloaded connections that the kernel's conntrack
 //	    finds INVALID (out of its window)
@@ -149,6 +150,10 @@ func addHooks(s *script, c Config) {
 	filter.decls = append(filter.decls, fmt.Sprintf(":%s - [0:0]", ForwardChain))
 	filter.lines = append(filter.lines,
 		fmt.Sprintf("-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT", ForwardChain, mm),
+		// The SYN-ACK of a connection handed over at its SYN: the kernel's
+		// tracker calls it ESTABLISHED (a reply) only when it answers the
+		// SYN; anything else is INVALID and dropped below.
+		fmt.Sprintf("-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,ACK,FIN,RST SYN,ACK -j ACCEPT", ForwardChain, mm),
 		fmt.Sprintf("-A %s -p udp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -j ACCEPT", ForwardChain, mm),
 		// An offloaded connection's segment that the kernel's own window
 		// tracking finds invalid (out of window, injected) is dropped here:

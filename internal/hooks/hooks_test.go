@@ -109,6 +109,7 @@ COMMIT
 -F INSPECTD-OLD
 -X INSPECTD-OLD
 -A INSPECTD-FWD -p tcp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT
+-A INSPECTD-FWD -p tcp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,ACK,FIN,RST SYN,ACK -j ACCEPT
 -A INSPECTD-FWD -p udp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT
 -A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate INVALID -j DROP
 -A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -j CONNMARK --restore-mark --nfmask 0x10000000 --ctmask 0x10000000
