@@ -148,7 +148,7 @@ func FuzzProcess(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		e := New(mustRules(t, testRules), Options{})
+		e := New(mustRules(t, testRules), Options{FastPath: true})
 		var bad string
 		e.Subscribe(func(ev Event) {
 			if ev.Kind == SessionOpen && (ev.Session == nil || (ev.Reason == ReasonRelated) != (ev.Session.Parent != 0)) {
