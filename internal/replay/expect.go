@@ -95,21 +95,48 @@ func ParseExpect(r io.Reader, name string) ([]Expectation, error) {
 	return out, nil
 }
 
-// expectFor returns the expectation that applies to packet n, or nil.
-// Later lines override earlier ones; '*' applies only when no line names n.
-func expectFor(exp []Expectation, n int) *Expectation {
-	var star, hit *Expectation
-	for i := range exp {
-		e := &exp[i]
+// expectIndex finds the expectation that applies to a packet in time
+// independent of the file's length: a file written by --write-expect has a
+// line per packet.
+type expectIndex struct {
+	exp    []Expectation
+	single map[int]int // packet number → index of the last line naming it alone
+	ranges []int       // indexes of the lines with a range
+	star   int         // index of the last '*' line, or -1
+}
+
+func newExpectIndex(exp []Expectation) *expectIndex {
+	x := &expectIndex{exp: exp, single: make(map[int]int), star: -1}
+	for i, e := range exp {
 		switch {
 		case e.First == 0:
-			star = e
-		case n >= e.First && n <= e.Last:
-			hit = e
+			x.star = i
+		case e.First == e.Last:
+			x.single[e.First] = i
+		default:
+			x.ranges = append(x.ranges, i)
 		}
 	}
-	if hit != nil {
-		return hit
+	return x
+}
+
+// lookup returns the expectation that applies to packet n, or nil. Later
+// lines override earlier ones; '*' applies only when no line names n.
+func (x *expectIndex) lookup(n int) *Expectation {
+	best := -1
+	if i, ok := x.single[n]; ok {
+		best = i
 	}
-	return star
+	for _, i := range x.ranges {
+		if i > best && n >= x.exp[i].First && n <= x.exp[i].Last {
+			best = i
+		}
+	}
+	if best < 0 {
+		best = x.star
+	}
+	if best < 0 {
+		return nil
+	}
+	return &x.exp[best]
 }

@@ -98,6 +98,7 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 	eng.Subscribe(func(ev inspect.Event) { sum.count(ev) })
 	dec := decode.NewDecoder()
 	var pkt decode.Packet
+	expected := newExpectIndex(opt.Expect)
 	enc := json.NewEncoder(out)
 	lastProgress := time.Now()
 	for {
@@ -125,7 +126,7 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 		sum.Verdicts[rec.Verdict+": "+v.Reason]++
 		mismatch := ""
 		if opt.Expect != nil {
-			if e := expectFor(opt.Expect, f.Index); e != nil &&
+			if e := expected.lookup(f.Index); e != nil &&
 				(e.Verdict != rec.Verdict || !strings.HasPrefix(rec.Reason, e.Reason)) {
 				want := e.Verdict
 				if e.Reason != "" {

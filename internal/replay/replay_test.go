@@ -307,12 +307,13 @@ func TestParseExpect(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", exp, want)
 	}
 	// Which line applies: the last that names the packet, else '*'.
+	idx := newExpectIndex(exp)
 	for n, line := range map[int]int{12: 3, 13: 4, 39: 4, 40: 7, 41: 5, 1: 6, 99: 6} {
-		if e := expectFor(exp, n); e == nil || e.Line != line {
+		if e := idx.lookup(n); e == nil || e.Line != line {
 			t.Errorf("packet %d: got %+v, want line %d", n, e, line)
 		}
 	}
-	if e := expectFor(exp[:3], 1); e != nil {
+	if e := newExpectIndex(exp[:3]).lookup(1); e != nil {
 		t.Errorf("without '*', packet 1 is not checked: got %+v", e)
 	}
 }
