@@ -656,7 +656,7 @@ func (e *Engine) emitSession(ev Event, s *conntrack.Session, now time.Time) {
 		return
 	}
 	ev.Time = now
-	info := e.sessionInfo(s)
+	info := e.cfg.sessionInfo(s)
 	ev.Session = &info
 	if ev.Flow.Proto == "" {
 		ev.Flow = FlowInfo{Proto: info.Proto, Src: info.Src, Dst: info.Dst}
@@ -675,7 +675,8 @@ func (e *Engine) expectExpired(x *conntrack.Expectation) {
 	}
 }
 
-func (e *Engine) sessionInfo(s *conntrack.Session) SessionInfo {
+// sessionInfo describes session s with the names of configuration c.
+func (c *config) sessionInfo(s *conntrack.Session) SessionInfo {
 	fi := flowInfo(s.Key)
 	info := SessionInfo{
 		ID: s.ID, Proto: fi.Proto, Src: fi.Src, Dst: fi.Dst, State: s.State.String(),
@@ -686,11 +687,11 @@ func (e *Engine) sessionInfo(s *conntrack.Session) SessionInfo {
 	if s.Inspector != nil {
 		info.ALG = s.Inspector.Name()
 	}
-	if s.Rule >= 0 && int(s.Rule) < len(e.cfg.ruleLoc) {
-		info.Rule = e.cfg.ruleLoc[s.Rule]
+	if s.Rule >= 0 && int(s.Rule) < len(c.ruleLoc) {
+		info.Rule = c.ruleLoc[s.Rule]
 	}
-	if int(s.In) < len(e.cfg.rs.Interfaces) {
-		info.In = e.cfg.rs.Interfaces[s.In].Device
+	if int(s.In) < len(c.rs.Interfaces) {
+		info.In = c.rs.Interfaces[s.In].Device
 	}
 	return info
 }

@@ -40,12 +40,22 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-// Sessions returns a snapshot of the live sessions, by ID.
+// Sessions returns a snapshot of the live sessions, by ID. The engine's
+// lock is held only to copy the sessions; describing them (formatting
+// addresses) happens after, so the packet path waits for a memory copy.
 func (e *Engine) Sessions() []SessionInfo {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []SessionInfo
-	e.table.Sessions(func(s *conntrack.Session) { out = append(out, e.sessionInfo(s)) })
+	n := e.table.Len()
+	e.mu.Unlock()
+	raw := make([]conntrack.Session, 0, n+n/8+16) // allocated without the lock
+	e.mu.Lock()
+	cfg := e.cfg
+	e.table.Sessions(func(s *conntrack.Session) { raw = append(raw, *s) })
+	e.mu.Unlock()
+	out := make([]SessionInfo, len(raw))
+	for i := range raw {
+		out[i] = cfg.sessionInfo(&raw[i])
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
