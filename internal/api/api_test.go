@@ -54,7 +54,7 @@ func (f *fake) Expectations() []inspect.ExpectInfo {
 func (f *fake) Stats() api.Stats {
 	return api.Stats{Workers: 2, Packets: 100, Accepted: 90, Dropped: 10, NewSessions: 3, SessionPackets: 87,
 		DropReasons: map[string]uint64{"default deny": 10}, Sessions: 3,
-		SessionCounts: api.CountSessions(f.sessions),
+		SessionCounts: []api.SessionCount{{State: "established", Count: 1}, {ALG: "ftp", State: "established", Count: 1}, {ALG: "tftp", State: "udp", Count: 1}},
 		Limits:        []api.Usage{{Name: "sessions", Used: 2, Limit: 4}},
 		Queues:        []api.QueueStats{{Queue: 0, Packets: 60, QueueFull: 1}},
 		Latency:       api.Histogram{Bounds: []float64{1e-6, 1e-5}, Counts: []uint64{50, 49, 1}, Count: 100, Sum: 0.0005}}

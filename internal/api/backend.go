@@ -151,15 +151,6 @@ func (b *EngineBackend) Stats() Stats {
 	return st
 }
 
-// CountSessions counts sessions by inspector and state, sorted.
-func CountSessions(ss []inspect.SessionInfo) []SessionCount {
-	m := map[inspect.Kind]int{}
-	for i := range ss {
-		m[inspect.Kind{ALG: ss[i].ALG, State: ss[i].State}]++
-	}
-	return sessionCounts(m)
-}
-
 // sessionCounts turns counts by kind into a sorted list.
 func sessionCounts(m map[inspect.Kind]int) []SessionCount {
 	out := make([]SessionCount, 0, len(m))
