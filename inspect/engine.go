@@ -413,39 +413,17 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 	if (p.Proto == decode.ProtoICMP || p.Proto == decode.ProtoICMPv6) && isEchoReply(p) {
 		return e.drop(m, ReasonNoSession, "", false)
 	}
-	b := ic.block
 	f := rules.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, ICMPType: p.ICMPType}
-	r := b.Match(&f)
-	var (
-		loc, reason string
-		permit, log bool
-		index       = int32(-1)
-	)
-	if r != nil {
-		r.Hit()
-		loc, permit, log, index = e.cfg.ruleLoc[r.Index], r.Action == rules.Permit, r.Log, int32(r.Index)
-		reason = ReasonRule
-		if !permit {
-			reason = ReasonDenyRule
-		}
-	} else {
-		loc, permit, log = ic.defLoc, b.Default == rules.Permit, b.DefaultLog
-		reason = ReasonDefault
-		if !permit {
-			reason = ReasonDenyDefault
-		}
-	}
-	if !permit {
+	d := e.decide(ic, &f)
+	loc, reason, log := d.loc, d.reason, d.log
+	if !d.permit {
 		return e.drop(m, reason, loc, log)
 	}
 	s, err := e.table.Create(p, m.Time, pickUp)
 	if err != nil {
 		return e.drop(m, err.Error(), loc, true)
 	}
-	s.Rule, s.In = index, uint16(ic.iface.Index)
-	if r != nil {
-		e.attachInspector(s, r)
-	}
+	e.admit(s, ic, d.rule)
 	e.count(s)
 	e.emitSession(Event{Kind: SessionOpen, Reason: reason, Rule: loc, In: m.In, Log: log}, s, m.Time)
 	if s.Inspector != nil {
@@ -514,21 +492,16 @@ func (e *Engine) resume(k conntrack.Key, m Meta) (Verdict, bool) {
 		return Verdict{}, false
 	}
 	f := rules.Flow{Proto: orig.Proto, Src: orig.Src, Dst: orig.Dst, SrcPort: orig.SrcPort, DstPort: orig.DstPort}
-	r := ic.block.Match(&f)
-	if (r == nil && ic.block.Default != rules.Permit) || (r != nil && r.Action != rules.Permit) {
+	d := e.decide(ic, &f)
+	if !d.permit {
 		return Verdict{}, false
 	}
 	s, err := e.table.PickUp(orig, dir, &e.pkt, m.Time)
 	if err != nil {
 		return e.drop(m, err.Error(), "", true), true
 	}
-	s.In = uint16(ic.iface.Index)
-	loc := ic.defLoc
-	if r != nil {
-		r.Hit()
-		s.Rule, loc = int32(r.Index), e.cfg.ruleLoc[r.Index]
-		e.attachInspector(s, r)
-	}
+	e.admit(s, ic, d.rule)
+	loc := d.loc
 	s.Packets[dir]++
 	s.Bytes[dir] += uint64(e.pkt.Length)
 	e.emitSession(Event{Kind: SessionOpen, Reason: ReasonResumed, Rule: loc, In: m.In}, s, m.Time)
@@ -542,8 +515,42 @@ func (e *Engine) resume(k conntrack.Key, m Meta) (Verdict, bool) {
 	return Verdict{Accept: true, Reason: ReasonResumed, Rule: loc, Session: s.ID}, true
 }
 
-// attachInspector gives a session the inspector its rule asks for.
-func (e *Engine) attachInspector(s *conntrack.Session, r *rules.Rule) {
+// decision is what the rules of an interface say about a new flow.
+type decision struct {
+	rule   *rules.Rule // the matching rule, or nil when the default decided
+	permit bool
+	log    bool
+	loc    string // where the rule or default stands, "file:line"
+	reason string // ReasonRule, ReasonDenyRule, ReasonDefault or ReasonDenyDefault
+}
+
+// decide runs the first-match rules of the block of interface ic over flow
+// f, counting the hit of the rule that matched.
+func (e *Engine) decide(ic *ifaceConfig, f *rules.Flow) decision {
+	b := ic.block
+	if r := b.Match(f); r != nil {
+		r.Hit()
+		d := decision{rule: r, permit: r.Action == rules.Permit, log: r.Log, loc: e.cfg.ruleLoc[r.Index], reason: ReasonRule}
+		if !d.permit {
+			d.reason = ReasonDenyRule
+		}
+		return d
+	}
+	d := decision{permit: b.Default == rules.Permit, log: b.DefaultLog, loc: ic.defLoc, reason: ReasonDefault}
+	if !d.permit {
+		d.reason = ReasonDenyDefault
+	}
+	return d
+}
+
+// admit records in a new session the interface it entered on and the rule
+// that permitted it (nil: the default), with the rule's inspector.
+func (e *Engine) admit(s *conntrack.Session, ic *ifaceConfig, r *rules.Rule) {
+	s.In = uint16(ic.iface.Index)
+	if r == nil {
+		return
+	}
+	s.Rule = int32(r.Index)
 	switch r.Inspect {
 	case "ftp":
 		s.Inspector, s.NoOffload = ftp.New(e.cfg.ftp), true
