@@ -7,9 +7,8 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/conntrack"
+	"github.com/inspectd/inspectd/internal/decode"
 	"github.com/inspectd/inspectd/internal/kconntrack"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // keeper reads the kernel's conntrack table and tells when each
@@ -19,7 +18,7 @@ import (
 // (alive) on their own goroutines and touch their sessions.
 type keeper struct {
 	mark uint32
-	h    *netlink.Handle
+	t    *kconntrack.Table
 	// expiry is each marked connection's kernel expiry time when it was
 	// last found alive (or first seen): small moves between reads, below
 	// the kernel's one-second resolution, add up until they count.
@@ -59,83 +58,61 @@ func (a *aliveSet) since(k conntrack.Key, t time.Time) bool {
 // newKeeper opens a conntrack netlink socket in the caller's network
 // namespace.
 func newKeeper(mark uint32) (*keeper, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	t, err := kconntrack.Open()
 	if err != nil {
-		return nil, fmt.Errorf("conntrack netlink socket: %w", err)
+		return nil, err
 	}
-	return &keeper{mark: mark, h: h}, nil
+	return &keeper{mark: mark, t: t}, nil
 }
 
-func (k *keeper) close() { k.h.Close() }
+func (k *keeper) close() { k.t.Close() }
 
 // poll reads the kernel's table at time now and publishes the marked
 // connections whose expiry moved later by more than a second (the kernel
 // reports whole seconds) since they were last found alive, or that are
-// new to the keeper.
+// new to the keeper. The kernel sends only the marked entries; TCP
+// connections it already holds as finished (time-wait, close) are
+// skipped: their sessions have seen their teardown.
 func (k *keeper) poll(now time.Time) error {
-	var flows []*netlink.ConntrackFlow
-	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-		f, err := k.h.ConntrackTableList(netlink.ConntrackTable, fam)
-		if err != nil {
-			return fmt.Errorf("list kernel conntrack: %w", err)
-		}
-		flows = append(flows, f...)
-	}
-	next := make(map[conntrack.Key]time.Time)
-	nextAlive := make(map[conntrack.Key]time.Time)
+	next := make(map[conntrack.Key]time.Time, len(k.expiry))
+	nextAlive := make(map[conntrack.Key]time.Time, len(k.aliveAt))
 	est := make(map[conntrack.Key]bool)
-	for _, f := range flows {
-		if f.Mark&k.mark == 0 {
-			continue
+	err := k.t.Dump(k.mark, func(f kconntrack.Flow) {
+		if f.Mark&k.mark == 0 || f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose {
+			return
 		}
-		key, ok := kconntrack.FlowKey(f)
-		if !ok {
-			continue
+		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished {
+			est[f.Key] = true
 		}
-		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && tcp.State >= kernelTCPEstablished {
-			est[key] = true
-		}
-		exp := now.Add(time.Duration(f.TimeOut) * time.Second)
-		base, seen := k.expiry[key]
-		last := k.aliveAt[key]
+		exp := now.Add(time.Duration(f.Timeout) * time.Second)
+		base, seen := k.expiry[f.Key]
+		last := k.aliveAt[f.Key]
 		if !seen || exp.Sub(base) > time.Second {
 			base, last = exp, now
 		}
-		next[key] = base
-		nextAlive[key] = last
+		next[f.Key] = base
+		nextAlive[f.Key] = last
+	})
+	if err != nil {
+		return fmt.Errorf("list kernel conntrack: %w", err)
 	}
 	k.expiry, k.aliveAt = next, nextAlive
 	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive), established: est})
 	return nil
 }
 
-// Kernel TCP conntrack states from established to last-ack
-// (include/uapi/linux/netfilter/nf_conntrack_tcp.h); the states after
-// established are the teardown's.
-const (
-	kernelTCPEstablished = 3
-	kernelTCPLastAck     = 6
-)
-
 // established lists the TCP connections the kernel's conntrack holds as
 // established (or closing) now, by original-direction key: the daemon
 // resumes them after a restart instead of cutting them.
 func (k *keeper) established() (map[conntrack.Key]struct{}, error) {
 	set := make(map[conntrack.Key]struct{})
-	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-		flows, err := k.h.ConntrackTableList(netlink.ConntrackTable, fam)
-		if err != nil {
-			return nil, fmt.Errorf("list kernel conntrack: %w", err)
+	err := k.t.Dump(0, func(f kconntrack.Flow) {
+		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished && f.TCPState <= kconntrack.TCPLastAck {
+			set[f.Key] = struct{}{}
 		}
-		for _, f := range flows {
-			tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP)
-			if !ok || tcp.State < kernelTCPEstablished || tcp.State > kernelTCPLastAck {
-				continue
-			}
-			if key, ok := kconntrack.FlowKey(f); ok {
-				set[key] = struct{}{}
-			}
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list kernel conntrack: %w", err)
 	}
 	return set, nil
 }

@@ -1,6 +1,7 @@
 package kconntrack
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -90,5 +91,89 @@ func TestDeleteKernel(t *testing.T) {
 	}
 	if len(left) != 1 || left[0].Forward.SrcPort != 40002 {
 		t.Errorf("left in the kernel: %v", left)
+	}
+}
+
+// TestDump creates kernel conntrack entries in a private network namespace
+// and reads them back whole and filtered by mark.
+func TestDump(t *testing.T) {
+	nstest.Enter(t)
+	const bit = 0x10000000
+	tcp := key(6, "198.51.100.2", 40001, "192.0.2.10", 30001)
+	udp := key(17, "2001:db8:1::2", 5000, "2001:db8:2::10", 41000)
+	other := key(6, "198.51.100.3", 40002, "192.0.2.10", 21)
+	for _, c := range []struct {
+		k    conntrack.Key
+		mark uint32
+	}{{tcp, bit | 0x3}, {udp, bit}, {other, 0x3}} {
+		f := flow(c.k)
+		f.TimeOut = 100
+		f.Mark = c.mark
+		if c.k.Proto == 6 {
+			f.ProtoInfo = &netlink.ProtoInfoTCP{State: TCPEstablished}
+		}
+		if err := netlink.ConntrackCreate(netlink.ConntrackTable, netlink.InetFamily(f.FamilyType), f); err != nil {
+			nstest.Unavailable(t, "cannot create conntrack entries: "+err.Error())
+		}
+	}
+	tab, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	read := func(mark uint32) map[conntrack.Key]Flow {
+		got := make(map[conntrack.Key]Flow)
+		if err := tab.Dump(mark, func(f Flow) { got[f.Key] = f }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	all := read(0)
+	if len(all) != 3 {
+		t.Fatalf("Dump(0) = %v, want 3 entries", all)
+	}
+	f := all[tcp]
+	if f.Mark != bit|0x3 || f.TCPState != TCPEstablished || f.Timeout == 0 || f.Timeout > 100 {
+		t.Errorf("tcp entry %+v", f)
+	}
+	if f := all[udp]; f.Mark != bit || f.TCPState != 0 || f.Key != udp {
+		t.Errorf("udp entry %+v", f)
+	}
+	marked := read(bit)
+	if len(marked) != 2 || marked[tcp].Key != tcp || marked[udp].Key != udp {
+		t.Errorf("Dump(bit) = %v, want the tcp and udp entries", marked)
+	}
+}
+
+// TestParseFlowMalformed feeds cut and corrupt messages to the parser: it
+// reports no flow for them and never panics.
+func TestParseFlowMalformed(t *testing.T) {
+	attr := func(typ uint16, v []byte) []byte {
+		b := binary.NativeEndian.AppendUint16(nil, uint16(4+len(v)))
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		b = append(b, v...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	ip := attr(ctaTupleIP|0x8000, append(attr(ctaIPv4Src, []byte{198, 51, 100, 2}), attr(ctaIPv4Dst, []byte{192, 0, 2, 10})...))
+	proto := attr(ctaTupleProto|0x8000, append(append(attr(ctaProtoNum, []byte{6}), attr(ctaProtoSrcPort, []byte{0x9c, 0x41})...),
+		attr(ctaProtoDstPort, []byte{0, 21})...))
+	msg := append([]byte{unix.AF_INET, 0, 0, 0}, attr(1|0x8000, append(ip, proto...))...)
+	msg = append(msg, attr(8, []byte{0x10, 0, 0, 0})...)
+	f, ok := parseFlow(msg)
+	want := key(6, "198.51.100.2", 40001, "192.0.2.10", 21)
+	if !ok || f.Key != want || f.Mark != 0x10000000 {
+		t.Fatalf("parseFlow = %+v, %v; want key %v", f, ok, want)
+	}
+	for i := range msg {
+		parseFlow(msg[:i]) // must not panic
+		bad := append([]byte(nil), msg...)
+		bad[i] ^= 0xff
+		parseFlow(bad)
+	}
+	if _, ok := parseFlow(msg[:20]); ok {
+		t.Error("a cut tuple parsed")
 	}
 }
