@@ -1,7 +1,12 @@
-// Package kconntrack removes flows from the kernel's conntrack table, so
-// that clearing a session in inspectd also stops a flow the kernel fast
-// path carries: the next packet of a deleted flow makes a new, unmarked
-// kernel entry, is queued to inspectd again, and meets no session.
+// Package kconntrack reads and edits the kernel's conntrack table.
+//
+// Table.Dump lists it, optionally only the entries carrying a connmark bit
+// (the kernel filters them), parsing each entry in place: the daemon's
+// keep-alive reads the offloaded connections this way every few seconds.
+// Delete removes flows, so that clearing a session in inspectd also stops
+// a flow the kernel fast path carries: the next packet of a deleted flow
+// makes a new, unmarked kernel entry, is queued to inspectd again, and
+// meets no session.
 package kconntrack
 
 import (
