@@ -18,6 +18,8 @@ func TestKeeper(t *testing.T) {
 	flow := []string{"-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40000", "--dport", "2100"}
 	nstest.Run(t, "conntrack", append(append([]string{"-I"}, flow...), "--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000")...)
 	nstest.Run(t, "conntrack", "-I", "-p", "udp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "5", "--dport", "6", "-t", "500")
+	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40001", "--dport", "2100",
+		"--state", "TIME_WAIT", "-t", "500", "-m", "0x10000000")
 	k, err := newKeeper(0x10000000)
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +39,12 @@ func TestKeeper(t *testing.T) {
 	}
 	if a.since(udp, time.Time{}) {
 		t.Fatal("unmarked connection reported")
+	}
+	if finished := (conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40001, DstPort: 2100, Proto: 6}); a.since(finished, time.Time{}) || a.isEstablished(finished) {
+		t.Fatal("connection in TIME_WAIT reported")
+	}
+	if !a.isEstablished(key) {
+		t.Fatal("established connection not reported as established")
 	}
 	t1 := t0.Add(time.Second)
 	if err := k.poll(t1); err != nil {
