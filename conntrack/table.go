@@ -323,6 +323,25 @@ func (t *Table) Touch(k Key, now time.Time) bool {
 	return true
 }
 
+// Account raises the traffic counters of the session of flow k to the
+// kernel's, which count every packet of an offloaded connection (the
+// engine sees only the few the kernel queues); packets and bytes are in
+// k's direction (original, reply). It reports whether the session exists.
+func (t *Table) Account(k Key, packets, bytes [2]uint64) bool {
+	s := t.sessions.get(k)
+	if s == nil || s.gone {
+		return false
+	}
+	if s.Key != k {
+		packets, bytes = [2]uint64{packets[1], packets[0]}, [2]uint64{bytes[1], bytes[0]}
+	}
+	for d := range 2 {
+		s.Packets[d] = max(s.Packets[d], packets[d])
+		s.Bytes[d] = max(s.Bytes[d], bytes[d])
+	}
+	return true
+}
+
 // Remove takes session s out of the table, for the reason why.
 func (t *Table) Remove(s *Session, why string) {
 	if !s.gone {

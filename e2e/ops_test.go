@@ -347,6 +347,28 @@ func TestOpsLiveSessions(t *testing.T) {
 		t.Errorf("the ftp rule's hits did not move: %d -> %d", hits(rulesBefore), hits(rulesAfter))
 	}
 
+	// The offloaded data session's counters follow the kernel's (read
+	// every 5 s): the engine itself sees only its SYN.
+	deadline = time.Now().Add(15 * time.Second)
+	for data.Offloaded {
+		var ss []inspect.SessionInfo
+		o.cliJSON(t, &ss, "sessions", "--parent", fmt.Sprint(ctrl.ID))
+		var cur inspect.SessionInfo
+		for _, s := range ss {
+			if s.ID == data.ID {
+				cur = s
+			}
+		}
+		if cur.Bytes[1] >= 256<<10 {
+			t.Logf("data session %d: %d packets, %d bytes from the server so far", data.ID, cur.Packets[1], cur.Bytes[1])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offloaded data session's counters did not follow the kernel's: %+v", cur)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
 	// Clearing the data session stops the transfer, offloaded or not.
 	t.Logf("clearing data session %d (offloaded %v)", data.ID, data.Offloaded)
 	if outp, _, err := o.cli(t, "clear", "session", fmt.Sprint(data.ID)); err != nil || !strings.Contains(outp, "cleared session") {
@@ -397,5 +419,55 @@ func TestOpsSocket(t *testing.T) {
 	}
 	if _, _, err := o.cli(t, "stats"); err != nil {
 		t.Errorf("the first daemon stopped answering: %v", err)
+	}
+}
+
+// TestOpsAuditTrailCounts downloads a file over passive FTP and reads the
+// audit trail: the data session, offloaded to the kernel after its SYN,
+// closes with the kernel's counters, which include every byte the fast
+// path carried (the engine itself saw three packets of it).
+func TestOpsAuditTrailCounts(t *testing.T) {
+	o := newOpsEnv(t)
+	out := o.local(t, "big.bin")
+	if _, err := o.curl(o.ctx(t, 60*time.Second), "--disable-epsv", "-o", out,
+		"ftp://"+hostPort(lab.ServerV4, 21)+"/big.bin"); err != nil {
+		t.Fatal(err)
+	}
+	o.checkFile(t, out, "big.bin")
+	type closeLine struct {
+		Msg          string `json:"msg"`
+		Dst          string `json:"dst"`
+		Offloaded    bool   `json:"offloaded"`
+		CountedBy    string `json:"counted_by"`
+		BytesReply   uint64 `json:"bytes_reply"`
+		PacketsReply uint64 `json:"packets_reply"`
+	}
+	// A session that saw both FINs closes after tcp-finwait (10 s in
+	// lab.rules), checked every second.
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		var found *closeLine
+		for _, line := range strings.Split(o.inspectd.Log(), "\n") {
+			var l closeLine
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "session-close" {
+				continue
+			}
+			if p := port(l.Dst); p >= lab.PasvMin && p <= lab.PasvMax {
+				found = &l
+			}
+		}
+		if found != nil {
+			if !found.Offloaded || found.CountedBy != "kernel" || found.BytesReply < uint64(files["big.bin"]) {
+				t.Fatalf("data session's close line %+v: want offloaded, counted by the kernel, at least %d bytes from the server",
+					*found, files["big.bin"])
+			}
+			t.Logf("data session closed with %d packets, %d bytes from the server (counted by the kernel)",
+				found.PacketsReply, found.BytesReply)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session-close line for the data session in inspectd's log %s:\n%s", o.inspectd.LogPath, o.inspectd.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -689,7 +689,7 @@ func (c *config) sessionInfo(s *conntrack.Session) SessionInfo {
 		ID: s.ID, Proto: fi.Proto, Src: fi.Src, Dst: fi.Dst, State: s.State.String(),
 		Parent: s.Parent, Offloaded: s.Offloaded, PickedUp: s.PickedUp,
 		Created: time.Unix(0, s.Created), LastSeen: time.Unix(0, s.LastSeen),
-		Packets: s.Packets, Bytes: s.Bytes,
+		Packets: s.Packets, Bytes: s.Bytes, Key: s.Key,
 	}
 	if s.Inspector != nil {
 		info.ALG = s.Inspector.Name()

@@ -87,6 +87,9 @@ type SessionInfo struct {
 	LastSeen  time.Time `json:"last_seen"`
 	Packets   [2]uint64 `json:"packets"` // original, reply
 	Bytes     [2]uint64 `json:"bytes"`
+	// Key is the session's flow key (Src, Dst and Proto above, as
+	// values).
+	Key conntrack.Key `json:"-"`
 }
 
 // ExpectInfo is a snapshot of an expectation for people and JSON.

@@ -114,3 +114,41 @@ func TestOffloadAtSyn(t *testing.T) {
 		t.Fatal("offloaded without a fast path")
 	}
 }
+
+// TestAccountOffloaded: the kernel's counters of an offloaded session
+// raise the engine's, turned to the session's direction, and never lower
+// them.
+func TestAccountOffloaded(t *testing.T) {
+	l := newLab(t)
+	rc, rs := ap(client, 42000), ap(server, 9000)
+	v := l.process(client, packettest.TCP(rc, rs, syn, 1, 0, nil), true, ReasonRule)
+	k := conntrack.Key{Src: client, Dst: server, SrcPort: 42000, DstPort: 9000, Proto: 6}
+	counts := func() ([2]uint64, [2]uint64) {
+		for _, si := range l.e.Sessions() {
+			if si.ID == v.Session {
+				return si.Packets, si.Bytes
+			}
+		}
+		t.Fatal("session gone")
+		return [2]uint64{}, [2]uint64{}
+	}
+	if !l.e.Account(k, [2]uint64{10, 20}, [2]uint64{1000, 900000}) {
+		t.Fatal("account found no session")
+	}
+	if p, b := counts(); p != [2]uint64{10, 20} || b != [2]uint64{1000, 900000} {
+		t.Fatalf("after the kernel's counters: packets %v, bytes %v", p, b)
+	}
+	// The kernel's entry the other way round (it saw the server first).
+	l.e.Account(k.Reverse(), [2]uint64{30, 12}, [2]uint64{2000000, 1200})
+	if p, b := counts(); p != [2]uint64{12, 30} || b != [2]uint64{1200, 2000000} {
+		t.Fatalf("after reversed counters: packets %v, bytes %v", p, b)
+	}
+	// Smaller counts (a stale read) change nothing.
+	l.e.Account(k, [2]uint64{1, 1}, [2]uint64{1, 1})
+	if p, b := counts(); p != [2]uint64{12, 30} || b != [2]uint64{1200, 2000000} {
+		t.Fatalf("after smaller counters: packets %v, bytes %v", p, b)
+	}
+	if l.e.Account(conntrack.Key{Src: client, Dst: server, SrcPort: 1, DstPort: 2, Proto: 6}, [2]uint64{1, 1}, [2]uint64{1, 1}) {
+		t.Fatal("account of an unknown flow reported a session")
+	}
+}

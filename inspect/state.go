@@ -144,6 +144,15 @@ func (e *Engine) Promote(k conntrack.Key) bool {
 	return e.table.Promote(k)
 }
 
+// Account raises an offloaded session's traffic counters to the kernel's
+// (packets and bytes in k's direction, original then reply). It reports
+// whether the session exists.
+func (e *Engine) Account(k conntrack.Key, packets, bytes [2]uint64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.table.Account(k, packets, bytes)
+}
+
 // Touch keeps an offloaded session alive because the kernel's conntrack
 // still sees its traffic. It reports whether the session exists.
 func (e *Engine) Touch(k conntrack.Key, now time.Time) bool {

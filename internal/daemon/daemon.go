@@ -21,6 +21,7 @@ import (
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/hooks"
+	"github.com/inspectd/inspectd/internal/kconntrack"
 	"github.com/inspectd/inspectd/internal/links"
 	"github.com/inspectd/inspectd/internal/metrics"
 	"github.com/inspectd/inspectd/internal/nfq"
@@ -127,6 +128,19 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer keep.close()
+	// The kernel counts the packets and bytes of offloaded connections,
+	// which the engine no longer sees: the audit trail reads them there.
+	acctWasOn, acctErr := kconntrack.EnableAccounting()
+	if acctErr != nil {
+		log.Warn("kernel conntrack accounting unavailable: offloaded sessions are logged with the packets inspectd saw",
+			zap.Error(acctErr))
+	} else if !acctWasOn {
+		defer func() {
+			if err := kconntrack.DisableAccounting(); err != nil {
+				log.Warn("restoring kernel conntrack accounting", zap.Error(err))
+			}
+		}()
+	}
 	stats, err := os.Open(nfq.KernelStatsPath)
 	if err != nil {
 		return fmt.Errorf("daemon: kernel queue counters: %w", err)
@@ -150,7 +164,7 @@ func Run(ctx context.Context, o Options) error {
 			q.Close()
 		}
 	}()
-	audit := newAuditor(log, lim)
+	audit := newAuditor(log, lim, keep.t.Get)
 	defer audit.close()
 	for i := range engines {
 		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known, FastPath: true})
@@ -348,6 +362,9 @@ func (w *worker) Tick(now time.Time) {
 		}
 		if a.since(k, w.seen) {
 			w.e.Touch(k, now)
+		}
+		if f, ok := a.countsOf(k); ok {
+			w.e.Account(f.Key, f.Packets, f.Bytes)
 		}
 	}
 	w.seen = a.at

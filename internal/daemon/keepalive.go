@@ -38,6 +38,19 @@ type aliveSet struct {
 	// established or later (its handshake finished): a session offloaded
 	// at its SYN-ACK is promoted on this word, never on mere traffic.
 	established map[conntrack.Key]bool
+	// counts holds the kernel's traffic counters of the marked
+	// connections, when its accounting is on.
+	counts map[conntrack.Key]kconntrack.Flow
+}
+
+// countsOf returns the kernel's entry for k (in either direction) when it
+// has counters.
+func (a *aliveSet) countsOf(k conntrack.Key) (kconntrack.Flow, bool) {
+	if f, ok := a.counts[k]; ok {
+		return f, true
+	}
+	f, ok := a.counts[k.Reverse()]
+	return f, ok
 }
 
 // isEstablished reports whether the kernel holds k (in either direction)
@@ -77,12 +90,16 @@ func (k *keeper) poll(now time.Time) error {
 	next := make(map[conntrack.Key]time.Time, len(k.expiry))
 	nextAlive := make(map[conntrack.Key]time.Time, len(k.aliveAt))
 	est := make(map[conntrack.Key]bool)
+	counts := make(map[conntrack.Key]kconntrack.Flow)
 	err := k.t.Dump(k.mark, func(f kconntrack.Flow) {
 		if f.Mark&k.mark == 0 || f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose {
 			return
 		}
 		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished {
 			est[f.Key] = true
+		}
+		if f.Counted {
+			counts[f.Key] = f
 		}
 		exp := now.Add(time.Duration(f.Timeout) * time.Second)
 		base, seen := k.expiry[f.Key]
@@ -97,7 +114,7 @@ func (k *keeper) poll(now time.Time) error {
 		return fmt.Errorf("list kernel conntrack: %w", err)
 	}
 	k.expiry, k.aliveAt = next, nextAlive
-	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive), established: est})
+	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive), established: est, counts: counts})
 	return nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/kconntrack"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
@@ -124,25 +126,39 @@ func logSuppressed(log *zap.Logger, n uint64) {
 // rate limited. The lines are written by a goroutine of their own, so a
 // slow log sink (a full pipe, journald pushing back) never blocks a queue
 // worker: when its bounded backlog is full, lines are dropped and counted.
+//
+// The close line of an offloaded session carries the kernel's counters
+// (read by the writer, off the packet path): the engine saw only the
+// packets the kernel queued.
 type auditor struct {
 	log     *zap.Logger
 	lim     *limiter
+	kernel  kernelFlow
 	lines   chan auditLine
 	dropped atomic.Uint64
 	done    chan struct{}
 }
 
+// kernelFlow looks a flow up in the kernel's conntrack table
+// (kconntrack.Table.Get).
+type kernelFlow func(conntrack.Key) (kconntrack.Flow, bool, error)
+
 // auditLine is one log line on its way to the writer.
 type auditLine struct {
 	ce     *zapcore.CheckedEntry
 	fields []zap.Field
+	// counts, when set, is the closed session whose traffic counters the
+	// writer appends, from the kernel when it has them.
+	counts *inspect.SessionInfo
 }
 
 // auditBacklog is how many lines may wait for the writer.
 const auditBacklog = 1024
 
-func newAuditor(log *zap.Logger, lim *limiter) *auditor {
-	a := &auditor{log: log, lim: lim, lines: make(chan auditLine, auditBacklog), done: make(chan struct{})}
+// newAuditor starts the writer; kernel (nil in tests) reads the kernel's
+// counters of offloaded sessions.
+func newAuditor(log *zap.Logger, lim *limiter, kernel kernelFlow) *auditor {
+	a := &auditor{log: log, lim: lim, kernel: kernel, lines: make(chan auditLine, auditBacklog), done: make(chan struct{})}
 	go a.write()
 	return a
 }
@@ -150,6 +166,9 @@ func newAuditor(log *zap.Logger, lim *limiter) *auditor {
 func (a *auditor) write() {
 	defer close(a.done)
 	for l := range a.lines {
+		if l.counts != nil {
+			l.fields = a.countFields(l.fields, l.counts)
+		}
 		l.ce.Write(l.fields...)
 		if n := a.dropped.Swap(0); n > 0 {
 			a.log.Warn("log lines dropped: the log sink is too slow", zap.Uint64("lines", n))
@@ -208,7 +227,8 @@ func (a *auditor) event(ev inspect.Event) {
 			}
 		}
 	}
-	fields := make([]zap.Field, 0, 16)
+	fields := make([]zap.Field, 0, 17)
+	var counts *inspect.SessionInfo
 	fields = append(fields, zap.String("proto", ev.Flow.Proto), zap.String("src", ev.Flow.Src), zap.String("dst", ev.Flow.Dst))
 	if ev.Reason != "" {
 		fields = append(fields, zap.String("reason", ev.Reason))
@@ -229,9 +249,12 @@ func (a *auditor) event(ev inspect.Event) {
 		}
 		if ev.Kind == inspect.SessionClose {
 			fields = append(fields, zap.String("state", s.State), zap.Bool("offloaded", s.Offloaded),
-				zap.Duration("duration", s.LastSeen.Sub(s.Created)),
-				zap.Uint64("packets_orig", s.Packets[0]), zap.Uint64("bytes_orig", s.Bytes[0]),
-				zap.Uint64("packets_reply", s.Packets[1]), zap.Uint64("bytes_reply", s.Bytes[1]))
+				zap.Duration("duration", s.LastSeen.Sub(s.Created)))
+			if s.Offloaded && a.kernel != nil {
+				counts = s
+			} else {
+				fields = appendCounts(fields, s.Packets, s.Bytes)
+			}
 		}
 	}
 	if x := ev.Expect; x != nil {
@@ -240,9 +263,30 @@ func (a *auditor) event(ev inspect.Event) {
 	}
 	if ce := a.log.Check(lvl, ev.Kind.String()); ce != nil {
 		select {
-		case a.lines <- auditLine{ce: ce, fields: fields}:
+		case a.lines <- auditLine{ce: ce, fields: fields, counts: counts}:
 		default:
 			a.dropped.Add(1)
 		}
 	}
+}
+
+// countFields appends the traffic counters of closed session s: the
+// kernel's when it tracked the connection with its accounting on (they
+// include what the fast path carried), the engine's otherwise.
+func (a *auditor) countFields(fields []zap.Field, s *inspect.SessionInfo) []zap.Field {
+	f, ok, err := a.kernel(s.Key)
+	if err != nil || !ok || !f.Counted {
+		return appendCounts(fields, s.Packets, s.Bytes)
+	}
+	p, b := f.Packets, f.Bytes
+	if f.Key != s.Key { // the kernel saw the connection the other way round
+		p, b = [2]uint64{p[1], p[0]}, [2]uint64{b[1], b[0]}
+	}
+	return append(appendCounts(fields, p, b), zap.String("counted_by", "kernel"))
+}
+
+// appendCounts appends packets and bytes each way.
+func appendCounts(fields []zap.Field, packets, bytes [2]uint64) []zap.Field {
+	return append(fields, zap.Uint64("packets_orig", packets[0]), zap.Uint64("bytes_orig", bytes[0]),
+		zap.Uint64("packets_reply", packets[1]), zap.Uint64("bytes_reply", bytes[1]))
 }

@@ -2,6 +2,7 @@ package kconntrack
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -26,6 +27,12 @@ type Flow struct {
 	// TCPState is the kernel's TCP tracking state (TCPEstablished and
 	// so on); 0 for other protocols.
 	TCPState uint8
+	// Packets and Bytes count the traffic of the original and the reply
+	// direction. The kernel counts only while its accounting is on
+	// (sysctl net.netfilter.nf_conntrack_acct, see EnableAccounting);
+	// Counted is false for an entry without counters.
+	Packets, Bytes [2]uint64
+	Counted        bool
 }
 
 // Kernel TCP conntrack states (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
@@ -51,10 +58,15 @@ const (
 	ctaProtoDstPort    = 3
 	ctaProtoinfoTCP    = 1
 	ctaProtoinfoTCPSt  = 1
+	ctaCountersPackets = 1
+	ctaCountersBytes   = 2
+	ctaCounters32Pkts  = 3
+	ctaCounters32Bytes = 4
+	nlaFNested         = 0x8000
 	nlaTypeMask        = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 	nfgenHdrLen        = 4
 	attrHdrLen         = 4
-	conntrackGetDumpOp = uint16(netlink.ConntrackTable)<<8 | nl.IPCTNL_MSG_CT_GET
+	conntrackGetOp     = uint16(netlink.ConntrackTable)<<8 | nl.IPCTNL_MSG_CT_GET
 )
 
 // Table reads the kernel's conntrack table over a netlink socket of its
@@ -70,7 +82,7 @@ func Open() (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kconntrack: conntrack netlink socket: %w", err)
 	}
-	if err := s.SetReceiveTimeout(&nl.SocketTimeoutTv); err != nil {
+	if err := s.SetReceiveTimeout(&unix.Timeval{Sec: 5}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("kconntrack: conntrack netlink socket: %w", err)
 	}
@@ -90,7 +102,7 @@ func (t *Table) Close() {
 // entry.
 func (t *Table) Dump(mark uint32, fn func(Flow)) error {
 	req := &nl.NetlinkRequest{
-		NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: conntrackGetDumpOp,
+		NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: conntrackGetOp,
 			Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP},
 		Sockets: t.sockets,
 	}
@@ -111,6 +123,55 @@ func (t *Table) Dump(mark uint32, fn func(Flow)) error {
 	return nil
 }
 
+// Get returns the kernel's entry for flow k, looked up in both
+// directions; false when the kernel has none.
+func (t *Table) Get(k conntrack.Key) (Flow, bool, error) {
+	for _, key := range []conntrack.Key{k, k.Reverse()} {
+		f, ok, err := t.get(key)
+		if err != nil || ok {
+			return f, ok, err
+		}
+	}
+	return Flow{}, false, nil
+}
+
+// get asks the kernel for the entry whose original tuple is k.
+func (t *Table) get(k conntrack.Key) (Flow, bool, error) {
+	fam, src, dst := uint8(unix.AF_INET), ctaIPv4Src, ctaIPv4Dst
+	if !k.Src.Is4() {
+		fam, src, dst = unix.AF_INET6, ctaIPv6Src, ctaIPv6Dst
+	}
+	// The kernel marks its answer multi-part without ending it; the
+	// acknowledgement asked for ends it.
+	req := &nl.NetlinkRequest{
+		NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: conntrackGetOp, Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK},
+		Sockets:  t.sockets,
+	}
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: fam, Version: nl.NFNETLINK_V0})
+	tuple := nl.NewRtAttr(nl.CTA_TUPLE_ORIG|nlaFNested, nil)
+	ip := tuple.AddRtAttr(ctaTupleIP|nlaFNested, nil)
+	ip.AddRtAttr(src, k.Src.AsSlice())
+	ip.AddRtAttr(dst, k.Dst.AsSlice())
+	proto := tuple.AddRtAttr(ctaTupleProto|nlaFNested, nil)
+	proto.AddRtAttr(ctaProtoNum, []byte{k.Proto})
+	proto.AddRtAttr(ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, k.SrcPort))
+	proto.AddRtAttr(ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, k.DstPort))
+	req.AddData(tuple)
+	var f Flow
+	found := false
+	err := req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
+		f, found = parseFlow(msg)
+		return true
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return Flow{}, false, nil
+	}
+	if err != nil {
+		return Flow{}, false, fmt.Errorf("kconntrack: get %v: %w", k, err)
+	}
+	return f, found, nil
+}
+
 // parseFlow reads one IPCTNL_MSG_CT_NEW message body (nfgenmsg and
 // attributes). It is false when the body has no usable original tuple.
 func parseFlow(msg []byte) (Flow, bool) {
@@ -127,6 +188,20 @@ func parseFlow(msg []byte) (Flow, bool) {
 			f.Mark = be32(v)
 		case nl.CTA_TIMEOUT:
 			f.Timeout = be32(v)
+		case nl.CTA_COUNTERS_ORIG, nl.CTA_COUNTERS_REPLY:
+			d := 0
+			if typ == nl.CTA_COUNTERS_REPLY {
+				d = 1
+			}
+			f.Counted = true
+			each(v, func(typ uint16, v []byte) {
+				switch typ {
+				case ctaCountersPackets, ctaCounters32Pkts:
+					f.Packets[d] = beUint(v)
+				case ctaCountersBytes, ctaCounters32Bytes:
+					f.Bytes[d] = beUint(v)
+				}
+			})
 		case nl.CTA_PROTOINFO:
 			each(v, func(typ uint16, v []byte) {
 				if typ == ctaProtoinfoTCP {
@@ -201,6 +276,17 @@ func be32(v []byte) uint32 {
 		return 0
 	}
 	return binary.BigEndian.Uint32(v)
+}
+
+// beUint reads a big-endian counter of 4 or 8 bytes.
+func beUint(v []byte) uint64 {
+	switch len(v) {
+	case 8:
+		return binary.BigEndian.Uint64(v)
+	case 4:
+		return uint64(binary.BigEndian.Uint32(v))
+	}
+	return 0
 }
 
 func be16(v []byte) uint16 {

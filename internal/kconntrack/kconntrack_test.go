@@ -177,3 +177,56 @@ func TestParseFlowMalformed(t *testing.T) {
 		t.Error("a cut tuple parsed")
 	}
 }
+
+// TestGetCounters sends UDP over loopback in a private network namespace
+// with the kernel's accounting on, and reads the flow's counters back by
+// key in either direction.
+func TestGetCounters(t *testing.T) {
+	nstest.Enter(t)
+	prev, err := EnableAccounting()
+	if err != nil {
+		nstest.Unavailable(t, "conntrack accounting: "+err.Error())
+	}
+	if prev {
+		t.Error("accounting on in a new namespace")
+	}
+	// A conntrack rule makes the kernel track this namespace's traffic.
+	nstest.Run(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT")
+	ln, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.DialUDP("udp4", nil, ln.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		if _, err := c.Write(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	la, ra := c.LocalAddr().(*net.UDPAddr), ln.LocalAddr().(*net.UDPAddr)
+	k := key(17, la.IP.String(), uint16(la.Port), ra.IP.String(), uint16(ra.Port))
+	tab, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	for _, q := range []conntrack.Key{k, k.Reverse()} {
+		f, ok, err := tab.Get(q)
+		if err != nil || !ok {
+			t.Fatalf("Get(%v) = %v, %v", q, ok, err)
+		}
+		if f.Key != k || !f.Counted || f.Packets != [2]uint64{3, 0} || f.Bytes != [2]uint64{3 * 128, 0} {
+			t.Errorf("Get(%v) = %+v; want 3 packets of 128 bytes (IPv4, UDP, 100 bytes) original", q, f)
+		}
+	}
+	if _, ok, err := tab.Get(key(17, "127.0.0.1", 1, "127.0.0.1", 2)); ok || err != nil {
+		t.Errorf("Get of an unknown flow = %v, %v", ok, err)
+	}
+	if prev, err := EnableAccounting(); err != nil || !prev {
+		t.Errorf("second EnableAccounting = %v, %v; want true (already on)", prev, err)
+	}
+}
