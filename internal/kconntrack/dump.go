@@ -95,11 +95,13 @@ func (t *Table) Close() {
 }
 
 // Dump lists the kernel's conntrack table (IPv4 and IPv6) and calls fn
-// with each entry; fn must not use t. With mark
-// non-zero, the kernel sends only the entries whose connmark has all the
-// bits of mark set, so a table of many unrelated connections costs little
-// to read. Dump parses the messages as they come, without allocating per
-// entry.
+// with each entry; fn must not use t (the socket is busy until Dump
+// returns). With mark non-zero, the kernel sends only the entries whose
+// connmark has all the bits of mark set, so a table of many unrelated
+// connections costs little to read. Dump parses the messages as they
+// come, without allocating per entry. A dump the kernel marks interrupted
+// (the table changed under it) is not an error: fn has seen what it
+// could.
 func (t *Table) Dump(mark uint32, fn func(Flow)) error {
 	req := &nl.NetlinkRequest{
 		NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: conntrackGetOp,
@@ -117,15 +119,18 @@ func (t *Table) Dump(mark uint32, fn func(Flow)) error {
 		}
 		return true
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
 		return fmt.Errorf("kconntrack: dump: %w", err)
 	}
 	return nil
 }
 
-// Get returns the kernel's entry for flow k, looked up in both
-// directions; false when the kernel has none.
+// Get returns the kernel's entry for TCP or UDP flow k, looked up in both
+// directions; false when the kernel has none (or k is another protocol).
 func (t *Table) Get(k conntrack.Key) (Flow, bool, error) {
+	if k.Proto != decode.ProtoTCP && k.Proto != decode.ProtoUDP {
+		return Flow{}, false, nil
+	}
 	for _, key := range []conntrack.Key{k, k.Reverse()} {
 		f, ok, err := t.get(key)
 		if err != nil || ok {
