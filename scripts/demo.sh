@@ -87,7 +87,12 @@ say "6. The pinhole was for that client, that port, once"
 sleep 0.5
 note "events inspectd reported during the download ('inspectd watch'):"
 sed 's/^/     /' "$WORK/watch.log"
-note "the session table ('inspectd sessions'): the data session is a child (parent) of the control session"
+note "the session table ('inspectd sessions'): the data session is a child (parent) of the control session;"
+note "it was offloaded at its SYN, so the kernel carried the transfer and counted it (read every 5 s):"
+for _ in $(seq 40); do
+	"$WORK/inspectd" sessions | grep -E ' yes *$' | grep -qE '/[0-9.]+M ' && break
+	sleep 0.2
+done
 "$WORK/inspectd" sessions | sed 's/^/     /'
 
 say "7. An unnegotiated connection to a passive-range port"

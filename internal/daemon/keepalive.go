@@ -84,22 +84,27 @@ func (k *keeper) close() { k.t.Close() }
 // connections whose expiry moved later by more than a second (the kernel
 // reports whole seconds) since they were last found alive, or that are
 // new to the keeper. The kernel sends only the marked entries; TCP
-// connections it already holds as finished (time-wait, close) are
-// skipped: their sessions have seen their teardown.
+// connections it already holds as finished (time-wait, close) count as
+// neither alive nor established (their sessions have seen their
+// teardown), but their traffic counters are kept: the engine's closing
+// session lingers a few seconds and should show the whole transfer.
 func (k *keeper) poll(now time.Time) error {
 	next := make(map[conntrack.Key]time.Time, len(k.expiry))
 	nextAlive := make(map[conntrack.Key]time.Time, len(k.aliveAt))
 	est := make(map[conntrack.Key]bool)
 	counts := make(map[conntrack.Key]kconntrack.Flow)
 	err := k.t.Dump(k.mark, func(f kconntrack.Flow) {
-		if f.Mark&k.mark == 0 || f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose {
+		if f.Mark&k.mark == 0 {
+			return
+		}
+		if f.Counted {
+			counts[f.Key] = f // finished ones too: their sessions linger
+		}
+		if f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose {
 			return
 		}
 		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished {
 			est[f.Key] = true
-		}
-		if f.Counted {
-			counts[f.Key] = f
 		}
 		exp := now.Add(time.Duration(f.Timeout) * time.Second)
 		base, seen := k.expiry[f.Key]
