@@ -155,7 +155,7 @@ type auditLine struct {
 // auditBacklog is how many lines may wait for the writer.
 const auditBacklog = 1024
 
-// newAuditor starts the writer; kernel (nil in tests) reads the kernel's
+// newAuditor starts the writer; kernel, when not nil, reads the kernel's
 // counters of offloaded sessions.
 func newAuditor(log *zap.Logger, lim *limiter, kernel kernelFlow) *auditor {
 	a := &auditor{log: log, lim: lim, kernel: kernel, lines: make(chan auditLine, auditBacklog), done: make(chan struct{})}
