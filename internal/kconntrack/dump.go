@@ -8,6 +8,7 @@ import (
 
 	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/internal/decode"
+	"github.com/inspectd/inspectd/internal/nlattr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
@@ -63,9 +64,7 @@ const (
 	ctaCounters32Pkts  = 3
 	ctaCounters32Bytes = 4
 	nlaFNested         = 0x8000
-	nlaTypeMask        = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 	nfgenHdrLen        = 4
-	attrHdrLen         = 4
 	conntrackGetOp     = uint16(netlink.ConntrackTable)<<8 | nl.IPCTNL_MSG_CT_GET
 )
 
@@ -185,21 +184,21 @@ func parseFlow(msg []byte) (Flow, bool) {
 		return f, false
 	}
 	ok := false
-	each(msg[nfgenHdrLen:], func(typ uint16, v []byte) {
+	nlattr.Each(msg[nfgenHdrLen:], func(typ uint16, v []byte) {
 		switch typ {
 		case nl.CTA_TUPLE_ORIG:
 			f.Key, ok = parseTuple(v)
 		case nl.CTA_MARK:
-			f.Mark = be32(v)
+			f.Mark = nlattr.Uint32(v)
 		case nl.CTA_TIMEOUT:
-			f.Timeout = be32(v)
+			f.Timeout = nlattr.Uint32(v)
 		case nl.CTA_COUNTERS_ORIG, nl.CTA_COUNTERS_REPLY:
 			d := 0
 			if typ == nl.CTA_COUNTERS_REPLY {
 				d = 1
 			}
 			f.Counted = true
-			each(v, func(typ uint16, v []byte) {
+			nlattr.Each(v, func(typ uint16, v []byte) {
 				switch typ {
 				case ctaCountersPackets, ctaCounters32Pkts:
 					f.Packets[d] = beUint(v)
@@ -208,9 +207,9 @@ func parseFlow(msg []byte) (Flow, bool) {
 				}
 			})
 		case nl.CTA_PROTOINFO:
-			each(v, func(typ uint16, v []byte) {
+			nlattr.Each(v, func(typ uint16, v []byte) {
 				if typ == ctaProtoinfoTCP {
-					each(v, func(typ uint16, v []byte) {
+					nlattr.Each(v, func(typ uint16, v []byte) {
 						if typ == ctaProtoinfoTCPSt && len(v) >= 1 {
 							f.TCPState = v[0]
 						}
@@ -226,10 +225,10 @@ func parseFlow(msg []byte) (Flow, bool) {
 func parseTuple(b []byte) (conntrack.Key, bool) {
 	var k conntrack.Key
 	var sport, dport uint16
-	each(b, func(typ uint16, v []byte) {
+	nlattr.Each(b, func(typ uint16, v []byte) {
 		switch typ {
 		case ctaTupleIP:
-			each(v, func(typ uint16, v []byte) {
+			nlattr.Each(v, func(typ uint16, v []byte) {
 				switch typ {
 				case ctaIPv4Src, ctaIPv6Src:
 					k.Src, _ = netip.AddrFromSlice(v)
@@ -238,7 +237,7 @@ func parseTuple(b []byte) (conntrack.Key, bool) {
 				}
 			})
 		case ctaTupleProto:
-			each(v, func(typ uint16, v []byte) {
+			nlattr.Each(v, func(typ uint16, v []byte) {
 				switch typ {
 				case ctaProtoNum:
 					if len(v) >= 1 {
@@ -257,30 +256,6 @@ func parseTuple(b []byte) (conntrack.Key, bool) {
 	}
 	k.Src, k.Dst = k.Src.Unmap(), k.Dst.Unmap()
 	return k, k.Src.IsValid() && k.Dst.IsValid()
-}
-
-// each calls fn with the type (flags masked off) and value of every
-// netlink attribute in b; it stops at the first malformed one.
-func each(b []byte, fn func(typ uint16, v []byte)) {
-	for len(b) >= attrHdrLen {
-		n := int(binary.NativeEndian.Uint16(b))
-		if n < attrHdrLen || n > len(b) {
-			return
-		}
-		fn(binary.NativeEndian.Uint16(b[2:])&nlaTypeMask, b[attrHdrLen:n])
-		n = (n + 3) &^ 3
-		if n >= len(b) {
-			return
-		}
-		b = b[n:]
-	}
-}
-
-func be32(v []byte) uint32 {
-	if len(v) < 4 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(v)
 }
 
 // beUint reads a big-endian counter of 4 or 8 bytes.

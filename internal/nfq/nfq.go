@@ -31,6 +31,7 @@ import (
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/nlattr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -174,7 +175,6 @@ const (
 	nfgenHdrLen      = 4
 	verdictLen       = nlmsgHdrLen + nfgenHdrLen + 12
 	verdictMarkLen   = verdictLen + 8
-	nlaTypeMask      = 0x3fff
 	managedCfgFlags  = nfqueue.NfQaCfgFlagFailOpen | nfqueue.NfQaCfgFlagGSO
 	copyPacket       = nfqueue.NfQnlCopyPacket
 	copyRange        = 0xffff
@@ -499,45 +499,25 @@ func parsePacket(body []byte) packet {
 		p.cut = true
 		return p
 	}
-	a := body[nfgenHdrLen:]
-	for len(a) >= 4 {
-		n := int(binary.NativeEndian.Uint16(a))
-		if n < 4 || n > len(a) {
-			p.cut = true
-			return p
-		}
-		v := a[4:n]
-		switch binary.NativeEndian.Uint16(a[2:]) & nlaTypeMask {
+	p.cut = !nlattr.Each(body[nfgenHdrLen:], func(typ uint16, v []byte) {
+		switch typ {
 		case attrPacketHdr:
 			if len(v) >= 4 {
 				p.id, p.hasID = binary.BigEndian.Uint32(v), true
 			}
 		case attrMark:
-			p.mark = be32(v)
+			p.mark = nlattr.Uint32(v)
 		case attrInDev:
-			p.in = be32(v)
+			p.in = nlattr.Uint32(v)
 		case attrOutDev:
-			p.out = be32(v)
+			p.out = nlattr.Uint32(v)
 		case attrCapLen:
-			p.capLen = be32(v)
+			p.capLen = nlattr.Uint32(v)
 		case attrPayload:
 			p.payload = v
 		}
-		n = (n + 3) &^ 3
-		if n >= len(a) {
-			break
-		}
-		a = a[n:]
-	}
+	})
 	return p
-}
-
-// be32 reads a big-endian uint32 attribute, or 0 when it is too short.
-func be32(v []byte) uint32 {
-	if len(v) < 4 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(v)
 }
 
 // appendVerdict adds one NFQNL_MSG_VERDICT message to q.out.
