@@ -819,31 +819,18 @@ func (p *parser) addrSpec(a *addrSpec) bool {
 		a.any = true
 		return true
 	case t.kind == tokLBrace:
-		for {
-			it := p.nextInLine()
-			switch {
-			case it.kind == tokComma:
-				continue
-			case it.kind == tokRBrace:
-				if len(a.items) == 0 {
-					p.errorf(it, "empty address list")
-					return false
-				}
-				return true
-			case it.is("any"):
+		const want = "address, prefix, @set or \"}\""
+		return p.braceList("address", want, isWordOrRef, func(it token) bool {
+			if it.is("any") {
 				p.errorf(it, "any inside a list: write any alone")
 				return false
-			case it.kind == tokWord || it.kind == tokRef:
-				item, ok := p.addrItem(it, "address, prefix, @set or \"}\"")
-				if !ok {
-					return false
-				}
-				a.items = append(a.items, item)
-			default:
-				p.expected(it, "address, prefix, @set or \"}\"")
-				return false
 			}
-		}
+			item, ok := p.addrItem(it, want)
+			if ok {
+				a.items = append(a.items, item)
+			}
+			return ok
+		})
 	case t.kind == tokWord || t.kind == tokRef:
 		item, ok := p.addrItem(t, what)
 		if !ok {
@@ -870,28 +857,13 @@ func (p *parser) portSpec(ps *portSpec) bool {
 		}
 		return ok
 	}
-	for {
-		it := p.nextInLine()
-		switch {
-		case it.kind == tokComma:
-			continue
-		case it.kind == tokRBrace:
-			if len(ps.items) == 0 {
-				p.errorf(it, "empty port list")
-				return false
-			}
-			return true
-		case it.kind == tokWord || it.kind == tokRef:
-			item, ok := p.portItem(it)
-			if !ok {
-				return false
-			}
+	return p.braceList("port", "port number, range, @set or \"}\"", isWordOrRef, func(it token) bool {
+		item, ok := p.portItem(it)
+		if ok {
 			ps.items = append(ps.items, item)
-		default:
-			p.expected(it, "port number, range, @set or \"}\"")
-			return false
 		}
-	}
+		return ok
+	})
 }
 
 // icmpTypes parses the types after `type`.
@@ -927,27 +899,40 @@ func (p *parser) icmpTypes(r *ruleDecl) bool {
 	if t.kind != tokLBrace {
 		return one(t)
 	}
+	isWord := func(t token) bool { return t.kind == tokWord }
+	return p.braceList("type", r.protoName+" type name, number or \"}\"", isWord, one)
+}
+
+// braceList parses the items of a list up to its closing "}" (the "{" is
+// read), commas between items optional. isItem tells whether a token is an
+// item, which item parses (reporting its own errors); a list without items
+// is an error, and so is any other token (want says what was expected).
+func (p *parser) braceList(noun, want string, isItem, item func(token) bool) bool {
+	n := 0
 	for {
 		it := p.nextInLine()
-		switch it.kind {
-		case tokComma:
-			continue
-		case tokRBrace:
-			if len(r.types) == 0 {
-				p.errorf(it, "empty type list")
+		switch {
+		case it.kind == tokComma:
+		case it.kind == tokRBrace:
+			if n == 0 {
+				p.errorf(it, "empty %s list", noun)
 				return false
 			}
 			return true
-		case tokWord:
-			if !one(it) {
+		case isItem(it):
+			if !item(it) {
 				return false
 			}
+			n++
 		default:
-			p.expected(it, r.protoName+" type name, number or \"}\"")
+			p.expected(it, want)
 			return false
 		}
 	}
 }
+
+// isWordOrRef tells whether t can start an address or port item.
+func isWordOrRef(t token) bool { return t.kind == tokWord || t.kind == tokRef }
 
 // Settings blocks.
 
