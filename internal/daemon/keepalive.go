@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"maps"
 	"sync/atomic"
 	"time"
 
@@ -28,44 +27,53 @@ type keeper struct {
 	alive   atomic.Pointer[aliveSet]
 }
 
-// aliveSet is one read's result: for each marked connection the kernel
-// still has (keyed in the kernel's original direction), the time of the
-// read that last found it alive.
+// aliveSet is one read's result: the marked connections the kernel
+// holds, keyed in its original direction.
 type aliveSet struct {
-	at   time.Time // when the table was read
-	keys map[conntrack.Key]time.Time
-	// established holds the marked TCP connections the kernel tracks as
-	// established or later (its handshake finished): a session offloaded
-	// at its SYN-ACK is promoted on this word, never on mere traffic.
-	established map[conntrack.Key]bool
-	// counts holds the kernel's traffic counters of the marked
-	// connections, when its accounting is on.
-	counts map[conntrack.Key]kconntrack.Flow
+	at    time.Time // when the table was read
+	conns map[conntrack.Key]kernelConn
 }
 
-// countsOf returns the kernel's entry for k (in either direction) when it
-// has counters.
+// kernelConn is what one read tells of a marked connection.
+type kernelConn struct {
+	// aliveAt is the time of the read that last found it alive; zero for
+	// a connection the kernel holds as finished (time-wait, close).
+	aliveAt time.Time
+	// established is set for a TCP connection the kernel tracks as
+	// established or later, not finished (its handshake is done): a
+	// session offloaded at its SYN is promoted on this word, never on mere
+	// traffic.
+	established bool
+	// flow is the kernel's entry, with its counters when flow.Counted.
+	flow kconntrack.Flow
+}
+
+// get returns what the read says of k, in either direction.
+func (a *aliveSet) get(k conntrack.Key) (kernelConn, bool) {
+	if c, ok := a.conns[k]; ok {
+		return c, true
+	}
+	c, ok := a.conns[k.Reverse()]
+	return c, ok
+}
+
+// countsOf returns the kernel's entry for k when it has counters.
 func (a *aliveSet) countsOf(k conntrack.Key) (kconntrack.Flow, bool) {
-	if f, ok := a.counts[k]; ok {
-		return f, true
-	}
-	f, ok := a.counts[k.Reverse()]
-	return f, ok
+	c, ok := a.get(k)
+	return c.flow, ok && c.flow.Counted
 }
 
-// isEstablished reports whether the kernel holds k (in either direction)
-// as an established TCP connection.
+// isEstablished reports whether the kernel holds k as an established TCP
+// connection.
 func (a *aliveSet) isEstablished(k conntrack.Key) bool {
-	return a.established[k] || a.established[k.Reverse()]
+	c, _ := a.get(k)
+	return c.established
 }
 
-// since reports whether k, in either direction, was found alive after t.
+// since reports whether k was found alive after t.
 func (a *aliveSet) since(k conntrack.Key, t time.Time) bool {
-	if at, ok := a.keys[k]; ok && at.After(t) {
-		return true
-	}
-	at, ok := a.keys[k.Reverse()]
-	return ok && at.After(t)
+	c, ok := a.get(k)
+	return ok && c.aliveAt.After(t)
 }
 
 // newKeeper opens a conntrack netlink socket in the caller's network
@@ -91,35 +99,30 @@ func (k *keeper) close() { k.t.Close() }
 func (k *keeper) poll(now time.Time) error {
 	next := make(map[conntrack.Key]time.Time, len(k.expiry))
 	nextAlive := make(map[conntrack.Key]time.Time, len(k.aliveAt))
-	est := make(map[conntrack.Key]bool)
-	counts := make(map[conntrack.Key]kconntrack.Flow)
+	conns := make(map[conntrack.Key]kernelConn, len(k.aliveAt))
 	err := k.t.Dump(k.mark, func(f kconntrack.Flow) {
 		if f.Mark&k.mark == 0 {
 			return
 		}
-		if f.Counted {
-			counts[f.Key] = f // finished ones too: their sessions linger
+		c := kernelConn{flow: f}
+		if f.TCPState != kconntrack.TCPTimeWait && f.TCPState != kconntrack.TCPClose {
+			c.established = f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished
+			exp := now.Add(time.Duration(f.Timeout) * time.Second)
+			base, seen := k.expiry[f.Key]
+			last := k.aliveAt[f.Key]
+			if !seen || exp.Sub(base) > time.Second {
+				base, last = exp, now
+			}
+			next[f.Key], nextAlive[f.Key] = base, last
+			c.aliveAt = last
 		}
-		if f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose {
-			return
-		}
-		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished {
-			est[f.Key] = true
-		}
-		exp := now.Add(time.Duration(f.Timeout) * time.Second)
-		base, seen := k.expiry[f.Key]
-		last := k.aliveAt[f.Key]
-		if !seen || exp.Sub(base) > time.Second {
-			base, last = exp, now
-		}
-		next[f.Key] = base
-		nextAlive[f.Key] = last
+		conns[f.Key] = c
 	})
 	if err != nil {
 		return fmt.Errorf("list kernel conntrack: %w", err)
 	}
 	k.expiry, k.aliveAt = next, nextAlive
-	k.alive.Store(&aliveSet{at: now, keys: maps.Clone(nextAlive), established: est, counts: counts})
+	k.alive.Store(&aliveSet{at: now, conns: conns})
 	return nil
 }
 

@@ -356,10 +356,11 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 //
 // recv and send make raw system calls: neither can block (the socket is
 // read with MSG_DONTWAIT, and a netlink message to the kernel is handled
-// within the write), so telling the scheduler about them only made it hand
-// the worker's P to another thread while the kernel reinjected the batch,
-// and take it back after. Measured in the lab's connection-rate benchmark:
-// about 3 % more connections per second (BENCHMARKS.md).
+// within the write), so the scheduler need not be told of them; told, it
+// may hand the worker's P to another thread during a long reinjection.
+// Measured in the lab's connection-rate benchmark: about 3 % more
+// connections per second (BENCHMARKS.md), and the runtime's monitor
+// thread went from about 10 % to 3 % of the daemon's samples.
 func (q *Queue) recv(fd uintptr) bool {
 	for {
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&q.msgs[0])),
