@@ -349,8 +349,11 @@ func TestOpsLiveSessions(t *testing.T) {
 
 	// The offloaded data session's counters follow the kernel's (read
 	// every 5 s): the engine itself sees only its SYN.
+	if !data.Offloaded {
+		t.Errorf("data session %d not offloaded: %+v", data.ID, data)
+	}
 	deadline = time.Now().Add(15 * time.Second)
-	for data.Offloaded {
+	for {
 		var ss []inspect.SessionInfo
 		o.cliJSON(t, &ss, "sessions", "--parent", fmt.Sprint(ctrl.ID))
 		var cur inspect.SessionInfo
