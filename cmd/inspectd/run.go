@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/api/client"
 	"github.com/inspectd/inspectd/internal/daemon"
 )
@@ -23,16 +24,16 @@ Examples:
   inspectd run --rules lab.rules --no-hooks      # print the hooks, manage them yourself`, stderr)
 	var o daemon.Options
 	fs.StringVar(&o.RulesFile, "rules", "", "rule `FILE` (required)")
-	fs.IntVar(&o.Queues, "queues", 1, "number of queues and workers")
+	fs.IntVar(&o.Queues, "queues", 1, "number of queues and workers (one per CPU that should carry traffic)")
 	queue := fs.Uint("queue", 0, "first queue `number`; the daemon uses queue..queue+queues-1")
 	fs.BoolVar(&o.NoHooks, "no-hooks", false, "do not install kernel hooks; print them instead")
 	fs.BoolVar(&o.FailOpen, "fail-open", false, "let packets pass while no daemon reads the queues (default: fail closed)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "console, json or auto (console on a terminal)")
 	mark := fs.String("mark", "0x10000000", "packet/connection mark `bit` of offloaded flows")
-	fs.StringVar(&o.Socket, "socket", "", "control socket `PATH`")
-	fs.StringVar(&o.SocketGroup, "socket-group", "", "socket `GROUP`")
-	fs.StringVar(&o.Metrics, "metrics", "", "metrics `ADDR`")
+	fs.StringVar(&o.Socket, "socket", "", "control socket `PATH` (default $"+client.EnvSocket+", else "+api.DefaultSocket+")")
+	fs.StringVar(&o.SocketGroup, "socket-group", "", "make the control socket mode 0660 and owned by `GROUP`, whose members may use the CLI (default: root only)")
+	fs.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9163 (default: off)")
 	o.Version = version
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
