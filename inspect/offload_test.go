@@ -123,6 +123,14 @@ func TestAccountOffloaded(t *testing.T) {
 	rc, rs := ap(client, 42000), ap(server, 9000)
 	v := l.process(client, packettest.TCP(rc, rs, syn, 1, 0, nil), true, ReasonRule)
 	k := conntrack.Key{Src: client, Dst: server, SrcPort: 42000, DstPort: 9000, Proto: 6}
+	// A read of the kernel's table made before the session began tells of
+	// an earlier connection on these ports: the session is not listed.
+	if got := l.e.Offloaded(l.now); len(got) != 0 {
+		t.Fatalf("Offloaded(at its creation) = %v, want none", got)
+	}
+	if got := l.e.Offloaded(l.now.Add(time.Millisecond)); len(got) != 1 || got[0] != k {
+		t.Fatalf("Offloaded(after its creation) = %v, want %v", got, k)
+	}
 	counts := func() ([2]uint64, [2]uint64) {
 		for _, si := range l.e.Sessions() {
 			if si.ID == v.Session {

@@ -121,14 +121,18 @@ func (e *Engine) ClearAll() []conntrack.Key {
 	return keys
 }
 
-// Offloaded returns the keys of sessions the kernel fast path carries, for
-// the daemon's keep-alive check against the kernel's conntrack.
-func (e *Engine) Offloaded() []conntrack.Key {
+// Offloaded returns the keys of sessions the kernel fast path carries
+// that were created before t, for the daemon's keep-alive check against
+// a read of the kernel's conntrack made at t: what a read made before a
+// session began tells of an earlier connection on the same addresses and
+// ports, not of it.
+func (e *Engine) Offloaded(t time.Time) []conntrack.Key {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var keys []conntrack.Key
+	before := t.UnixNano()
 	e.table.Sessions(func(s *conntrack.Session) {
-		if s.Offloaded {
+		if s.Offloaded && s.Created < before {
 			keys = append(keys, s.Key)
 		}
 	})

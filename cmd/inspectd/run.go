@@ -27,7 +27,7 @@ Examples:
 	fs.IntVar(&o.Queues, "queues", 1, "number of queues and workers (one per CPU that should carry traffic)")
 	queue := fs.Uint("queue", 0, "first queue `number`; the daemon uses queue..queue+queues-1")
 	fs.BoolVar(&o.NoHooks, "no-hooks", false, "do not install kernel hooks; print them instead")
-	fs.BoolVar(&o.FailOpen, "fail-open", false, "let packets pass while no daemon reads the queues (default: fail closed)")
+	fs.BoolVar(&o.FailOpen, "fail-open", false, "let packets pass while no daemon reads the queues, or when a queue is full (default: fail closed)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "auto", "console, json or auto (console on a terminal)")
 	mark := fs.String("mark", "0x10000000", "packet/connection mark `bit` of offloaded flows")

@@ -6,12 +6,14 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,19 +130,6 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer keep.close()
-	// The kernel counts the packets and bytes of offloaded connections,
-	// which the engine no longer sees: the audit trail reads them there.
-	acctWasOn, acctErr := kconntrack.EnableAccounting()
-	if acctErr != nil {
-		log.Warn("kernel conntrack accounting unavailable: offloaded sessions are logged with the packets inspectd saw",
-			zap.Error(acctErr))
-	} else if !acctWasOn {
-		defer func() {
-			if err := kconntrack.DisableAccounting(); err != nil {
-				log.Warn("restoring kernel conntrack accounting", zap.Error(err))
-			}
-		}()
-	}
 	stats, err := os.Open(nfq.KernelStatsPath)
 	if err != nil {
 		return fmt.Errorf("daemon: kernel queue counters: %w", err)
@@ -155,6 +144,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	known := knownUntil(est, time.Now().Add(rs.Timeouts.TCPIdle))
 
+	// The kernel counts the packets and bytes of offloaded connections,
+	// which the engine no longer sees: the audit trail reads them there.
+	// (After the read above, which loads the kernel's conntrack if
+	// nothing had yet, and with it the setting.)
+	var kernelCounts kernelFlow = keep.t.Get
+	restoreAcct, err := kconntrack.EnableAccounting(filepath.Dir(cmp.Or(o.Socket, api.DefaultSocket)))
+	if err != nil {
+		log.Warn("kernel conntrack accounting unavailable: offloaded sessions are logged with the packets inspectd saw",
+			zap.Error(err))
+		kernelCounts = nil
+	} else {
+		defer func() {
+			if err := restoreAcct(); err != nil {
+				log.Warn("restoring kernel conntrack accounting", zap.Error(err))
+			}
+		}()
+	}
+
 	// Queues first, hooks second: traffic never meets a hook with no
 	// reader behind it.
 	engines := make([]*inspect.Engine, o.Queues)
@@ -164,7 +171,7 @@ func Run(ctx context.Context, o Options) error {
 			q.Close()
 		}
 	}()
-	audit := newAuditor(log, lim, keep.t.Get)
+	audit := newAuditor(log, lim, kernelCounts)
 	defer audit.close()
 	for i := range engines {
 		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known, FastPath: true})
@@ -356,7 +363,7 @@ func (w *worker) Tick(now time.Time) {
 	if a == nil || !a.at.After(w.seen) {
 		return
 	}
-	for _, k := range w.e.Offloaded() {
+	for _, k := range w.e.Offloaded(a.at) {
 		if a.isEstablished(k) {
 			w.e.Promote(k)
 		}
@@ -364,7 +371,7 @@ func (w *worker) Tick(now time.Time) {
 			w.e.Touch(k, now)
 		}
 		if f, ok := a.countsOf(k); ok {
-			w.e.Account(f.Key, f.Packets, f.Bytes)
+			w.e.Account(f.Forward(), f.Packets, f.Bytes)
 		}
 	}
 	w.seen = a.at

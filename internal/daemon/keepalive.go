@@ -28,7 +28,8 @@ type keeper struct {
 }
 
 // aliveSet is one read's result: the marked connections the kernel
-// holds, keyed in its original direction.
+// holds, keyed in their original direction as the forward path sees them
+// (kconntrack.Flow.Forward, which undoes destination NAT).
 type aliveSet struct {
 	at    time.Time // when the table was read
 	conns map[conntrack.Key]kernelConn
@@ -40,9 +41,9 @@ type kernelConn struct {
 	// a connection the kernel holds as finished (time-wait, close).
 	aliveAt time.Time
 	// established is set for a TCP connection the kernel tracks as
-	// established or later, not finished (its handshake is done): a
-	// session offloaded at its SYN is promoted on this word, never on mere
-	// traffic.
+	// established or closing but not finished (its handshake is done;
+	// a simultaneous open's SYN_SENT2 is not): a session offloaded at
+	// its SYN is promoted on this word, never on mere traffic.
 	established bool
 	// flow is the kernel's entry, with its counters when flow.Counted.
 	flow kconntrack.Flow
@@ -105,18 +106,19 @@ func (k *keeper) poll(now time.Time) error {
 			return
 		}
 		c := kernelConn{flow: f}
+		key := f.Forward()
 		if f.TCPState != kconntrack.TCPTimeWait && f.TCPState != kconntrack.TCPClose {
-			c.established = f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished
+			c.established = f.Key.Proto == decode.ProtoTCP && kconntrack.HandshakeDone(f.TCPState)
 			exp := now.Add(time.Duration(f.Timeout) * time.Second)
-			base, seen := k.expiry[f.Key]
-			last := k.aliveAt[f.Key]
+			base, seen := k.expiry[key]
+			last := k.aliveAt[key]
 			if !seen || exp.Sub(base) > time.Second {
 				base, last = exp, now
 			}
-			next[f.Key], nextAlive[f.Key] = base, last
+			next[key], nextAlive[key] = base, last
 			c.aliveAt = last
 		}
-		conns[f.Key] = c
+		conns[key] = c
 	})
 	if err != nil {
 		return fmt.Errorf("list kernel conntrack: %w", err)
@@ -127,13 +129,14 @@ func (k *keeper) poll(now time.Time) error {
 }
 
 // established lists the TCP connections the kernel's conntrack holds as
-// established (or closing) now, by original-direction key: the daemon
-// resumes them after a restart instead of cutting them.
+// established (or closing) now, by their original direction as the
+// forward path sees them: the daemon resumes them after a restart
+// instead of cutting them.
 func (k *keeper) established() (map[conntrack.Key]struct{}, error) {
 	set := make(map[conntrack.Key]struct{})
 	err := k.t.Dump(0, func(f kconntrack.Flow) {
-		if f.Key.Proto == decode.ProtoTCP && f.TCPState >= kconntrack.TCPEstablished && f.TCPState <= kconntrack.TCPLastAck {
-			set[f.Key] = struct{}{}
+		if f.Key.Proto == decode.ProtoTCP && kconntrack.HandshakeDone(f.TCPState) {
+			set[f.Forward()] = struct{}{}
 		}
 	})
 	if err != nil {

@@ -11,7 +11,9 @@ import (
 
 // TestKeeper drives the keeper with connections made by hand in the
 // kernel's table: a marked connection counts as alive when first seen and
-// when its timeout was refreshed, and unmarked ones are ignored.
+// when its timeout was refreshed, and unmarked ones are ignored; one
+// through destination NAT is found by the addresses the forward path
+// sees; a simultaneous open's SYN_SENT2 is not established.
 func TestKeeper(t *testing.T) {
 	nstest.Enter(t)
 	nstest.Need(t, "conntrack")
@@ -20,6 +22,12 @@ func TestKeeper(t *testing.T) {
 	nstest.Run(t, "conntrack", "-I", "-p", "udp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "5", "--dport", "6", "-t", "500")
 	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40001", "--dport", "2100",
 		"--state", "TIME_WAIT", "-t", "500", "-m", "0x10000000")
+	// 198.51.100.2 asked for 203.0.113.1:80, forwarded to 192.0.2.2:2100.
+	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "203.0.113.1", "--sport", "40002", "--dport", "80",
+		"-r", "192.0.2.2", "-q", "198.51.100.2", "--reply-port-src", "2100", "--reply-port-dst", "40002",
+		"--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000")
+	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40003", "--dport", "2100",
+		"--state", "LISTEN", "-t", "500", "-m", "0x10000000") // LISTEN is SYN_SENT2's old name
 	k, err := newKeeper(0x10000000)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +53,13 @@ func TestKeeper(t *testing.T) {
 	}
 	if !a.isEstablished(key) {
 		t.Fatal("established connection not reported as established")
+	}
+	nat := conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40002, DstPort: 2100, Proto: 6}
+	if !a.since(nat, t0.Add(-time.Second)) || !a.isEstablished(nat) {
+		t.Fatalf("connection through destination NAT not found by its forward-path key %v: %+v", nat, a.conns)
+	}
+	if synSent2 := (conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40003, DstPort: 2100, Proto: 6}); a.isEstablished(synSent2) {
+		t.Fatal("simultaneous open in SYN_SENT2 reported as established")
 	}
 	t1 := t0.Add(time.Second)
 	if err := k.poll(t1); err != nil {

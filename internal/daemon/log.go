@@ -278,11 +278,41 @@ func (a *auditor) countFields(fields []zap.Field, s *inspect.SessionInfo) []zap.
 	if err != nil || !ok || !f.Counted {
 		return appendCounts(fields, s.Packets, s.Bytes)
 	}
-	p, b := f.Packets, f.Bytes
-	if f.Key != s.Key { // the kernel saw the connection the other way round
-		p, b = [2]uint64{p[1], p[0]}, [2]uint64{b[1], b[0]}
+	p, b, ok := kernelCounts(f, s)
+	if !ok {
+		return appendCounts(fields, s.Packets, s.Bytes)
 	}
 	return append(appendCounts(fields, p, b), zap.String("counted_by", "kernel"))
+}
+
+// kernelCounts returns the kernel entry f's counters in closed session s's
+// directions, and whether f is s's connection. By the time the line is
+// written, the kernel's entry for s's addresses and ports may be a newer
+// connection's (a client reusing its port): one whose handshake is all it
+// has while s saw its teardown, or one that counts fewer packets than the
+// engine saw of s, is not s's.
+func kernelCounts(f kconntrack.Flow, s *inspect.SessionInfo) (packets, bytes [2]uint64, ok bool) {
+	packets, bytes = f.Packets, f.Bytes
+	switch k := f.Forward(); s.Key {
+	case k:
+	case k.Reverse():
+		packets, bytes = [2]uint64{packets[1], packets[0]}, [2]uint64{bytes[1], bytes[0]}
+	default:
+		return packets, bytes, false
+	}
+	switch s.State {
+	case conntrack.StateFinWait.String(), conntrack.StateClosing.String(), conntrack.StateTimeWait.String(),
+		conntrack.StateClosed.String():
+		if !kconntrack.TeardownSeen(f.TCPState) {
+			return packets, bytes, false
+		}
+	}
+	for d := range 2 {
+		if packets[d] < s.Packets[d] {
+			return packets, bytes, false
+		}
+	}
+	return packets, bytes, true
 }
 
 // appendCounts appends packets and bytes each way.

@@ -17,9 +17,11 @@ import (
 
 // Flow is what Dump reports of one kernel conntrack entry.
 type Flow struct {
-	// Key is the entry's original direction. Ports are set for TCP and
-	// UDP only.
-	Key conntrack.Key
+	// Key is the entry's original direction and Reply its reply
+	// direction, as the kernel tracks them: they differ by more than
+	// their order when the connection is NATed. Ports are set for TCP and
+	// UDP only. Forward gives the connection as inspectd sees it.
+	Key, Reply conntrack.Key
 	// Mark is the connmark.
 	Mark uint32
 	// Timeout is the time left before the kernel expires the entry, in
@@ -36,13 +38,42 @@ type Flow struct {
 	Counted        bool
 }
 
+// Forward returns the connection in its original direction as a
+// firewall on the forward path sees it: after destination NAT (done in
+// PREROUTING), before source NAT (done in POSTROUTING). Its source is the
+// original source and its destination the reply's source. Without NAT it
+// is Key.
+func (f Flow) Forward() conntrack.Key {
+	k := f.Key
+	if f.Reply.Src.IsValid() {
+		k.Dst, k.DstPort = f.Reply.Src, f.Reply.SrcPort
+	}
+	return k
+}
+
 // Kernel TCP conntrack states (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
 const (
+	TCPSynSent     = 1
+	TCPSynRecv     = 2
 	TCPEstablished = 3
+	TCPFinWait     = 4
 	TCPLastAck     = 6
 	TCPTimeWait    = 7
 	TCPClose       = 8
 )
+
+// HandshakeDone reports whether a kernel TCP state is established or
+// closing: the handshake finished and the teardown did not. A
+// simultaneous open's SYN_SENT2 (9) is not.
+func HandshakeDone(state uint8) bool {
+	return TCPEstablished <= state && state <= TCPLastAck
+}
+
+// TeardownSeen reports whether a kernel TCP state is one of the
+// teardown's: a FIN or a reset was seen.
+func TeardownSeen(state uint8) bool {
+	return TCPFinWait <= state && state <= TCPClose
+}
 
 // ctnetlink attribute types (include/uapi/linux/netfilter/nfnetlink_conntrack.h)
 // that vishvananda/netlink/nl does not name.
@@ -188,6 +219,10 @@ func parseFlow(msg []byte) (Flow, bool) {
 		switch typ {
 		case nl.CTA_TUPLE_ORIG:
 			f.Key, ok = parseTuple(v)
+		case nl.CTA_TUPLE_REPLY:
+			if r, rok := parseTuple(v); rok {
+				f.Reply = r
+			}
 		case nl.CTA_MARK:
 			f.Mark = nlattr.Uint32(v)
 		case nl.CTA_TIMEOUT:

@@ -7,6 +7,12 @@
 // a flow the kernel fast path carries: the next packet of a deleted flow
 // makes a new, unmarked kernel entry, is queued to inspectd again, and
 // meets no session.
+//
+// inspectd's hooks sit on the forward path, after destination NAT and
+// before source NAT, so its sessions are keyed by the addresses a packet
+// has there. The kernel keys a NATed connection by its original
+// direction before any NAT and by its reply direction after both; this
+// package translates (Flow.Forward).
 package kconntrack
 
 import (
@@ -22,8 +28,9 @@ import (
 )
 
 // Delete removes from the kernel's conntrack table, in the calling
-// thread's network namespace, every flow whose original or reply
-// direction is one of keys (IPv4 and IPv6). It returns the number of
+// thread's network namespace, every flow that is one of keys (IPv4 and
+// IPv6), either way round, as the forward path sees it (see
+// Flow.Forward). It returns the number of
 // kernel flows removed.
 func Delete(keys []conntrack.Key) (int, error) {
 	if len(keys) == 0 {
@@ -75,9 +82,10 @@ func (s *keySet) add(k conntrack.Key) {
 	s.keys[k.Reverse()] = struct{}{}
 }
 
-// MatchConntrackFlow reports whether f's original direction is in the set.
+// MatchConntrackFlow reports whether f, in its original direction as the
+// forward path sees it, is in the set.
 func (s *keySet) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
-	k, ok := FlowKey(f)
+	k, ok := flowKey(f)
 	if !ok {
 		return false
 	}
@@ -88,16 +96,20 @@ func (s *keySet) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
 	return ok
 }
 
-// FlowKey returns the conntrack.Key of a kernel flow's original
-// direction; false when its addresses are unusable.
-func FlowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
+// flowKey returns the key of a kernel flow as Flow.Forward does: its
+// original direction as the forward path sees it (after destination NAT,
+// before source NAT); false when its addresses are unusable.
+func flowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
 	src, ok1 := addr(f.Forward.SrcIP)
 	dst, ok2 := addr(f.Forward.DstIP)
 	if !ok1 || !ok2 {
 		return conntrack.Key{}, false
 	}
-	return conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort,
-		Proto: f.Forward.Protocol}, true
+	k := conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort, Proto: f.Forward.Protocol}
+	if rd, ok := addr(f.Reverse.SrcIP); ok {
+		k.Dst, k.DstPort = rd, f.Reverse.SrcPort
+	}
+	return k, true
 }
 
 func addr(ip net.IP) (netip.Addr, bool) {

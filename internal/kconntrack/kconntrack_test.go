@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/inspectd/inspectd/conntrack"
@@ -48,6 +51,16 @@ func TestKeySet(t *testing.T) {
 		if got := s.MatchConntrackFlow(flow(tc.k)); got != tc.want {
 			t.Errorf("%v: match %v, want %v", tc.k, got, tc.want)
 		}
+	}
+	// Through destination NAT: the client asked for 203.0.113.1:80; the
+	// forward path sees the connection to 192.0.2.10:30001.
+	nat := flow(key(6, "198.51.100.2", 40001, "203.0.113.1", 80))
+	nat.Reverse = flow(data.Reverse()).Forward
+	if !s.MatchConntrackFlow(nat) {
+		t.Error("a flow through destination NAT did not match its forward-path key")
+	}
+	if got := (Flow{Key: key(6, "198.51.100.2", 40001, "203.0.113.1", 80), Reply: data.Reverse()}).Forward(); got != data {
+		t.Errorf("Forward = %v, want %v", got, data)
 	}
 	if s.MatchConntrackFlow(&netlink.ConntrackFlow{}) {
 		t.Error("a flow without addresses matched")
@@ -183,12 +196,8 @@ func TestParseFlowMalformed(t *testing.T) {
 // key in either direction.
 func TestGetCounters(t *testing.T) {
 	nstest.Enter(t)
-	prev, err := EnableAccounting()
-	if err != nil {
+	if _, err := EnableAccounting(t.TempDir()); err != nil {
 		nstest.Unavailable(t, "conntrack accounting: "+err.Error())
-	}
-	if prev {
-		t.Error("accounting on in a new namespace")
 	}
 	// A conntrack rule makes the kernel track this namespace's traffic.
 	nstest.Run(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT")
@@ -226,7 +235,56 @@ func TestGetCounters(t *testing.T) {
 	if _, ok, err := tab.Get(key(17, "127.0.0.1", 1, "127.0.0.1", 2)); ok || err != nil {
 		t.Errorf("Get of an unknown flow = %v, %v", ok, err)
 	}
-	if prev, err := EnableAccounting(); err != nil || !prev {
-		t.Errorf("second EnableAccounting = %v, %v; want true (already on)", prev, err)
+}
+
+// TestAccountingRestore checks that the accounting setting is restored
+// as found, also by the run after one that crashed with it turned on.
+func TestAccountingRestore(t *testing.T) {
+	nstest.Enter(t)
+	// Tracking anything loads conntrack, which makes the sysctl appear.
+	nstest.Run(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+	dir := t.TempDir()
+	setting := func() string {
+		b, err := os.ReadFile(accountingPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got := setting(); got != "0" {
+		t.Fatalf("accounting %s in a new namespace", got)
+	}
+	if _, err := EnableAccounting(dir); err != nil { // a run that crashes: no restore
+		t.Fatal(err)
+	}
+	if got := setting(); got != "1" {
+		t.Fatalf("accounting %s after EnableAccounting", got)
+	}
+	restore, err := EnableAccounting(dir) // the next run finds the note
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(); got != "0" {
+		t.Errorf("accounting %s after the second run's restore; want 0, as the first run found it", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	// Turned on by the operator: left on.
+	if err := os.WriteFile(accountingPath, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restore, err = EnableAccounting(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(); got != "1" {
+		t.Errorf("accounting %s after restore; want 1, as the operator set it", got)
 	}
 }
