@@ -437,6 +437,31 @@ func TestOpsAuditTrailCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.checkFile(t, out, "big.bin")
+	o.checkDataClose(t)
+}
+
+// TestOpsAuditTrailCountsDNAT is TestOpsAuditTrailCounts with the server
+// port-forwarded: the client asks 203.0.113.1 (EPSV, so no address needs
+// rewriting), which the edge forwards to the server. The kernel keys the
+// connection by the public address, inspectd by the server's; the close
+// line must still carry the kernel's counters the right way round.
+func TestOpsAuditTrailCountsDNAT(t *testing.T) {
+	o := newOpsEnv(t)
+	const public = "203.0.113.1"
+	o.run(t, o.lab.Edge, 10*time.Second, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", lab.WANIf,
+		"-d", public, "-j", "DNAT", "--to-destination", lab.ServerV4.String())
+	out := o.local(t, "big.bin")
+	if _, err := o.curl(o.ctx(t, 60*time.Second), "-o", out, "ftp://"+public+":21/big.bin"); err != nil {
+		t.Fatal(err)
+	}
+	o.checkFile(t, out, "big.bin")
+	o.checkDataClose(t)
+}
+
+// checkDataClose waits for the session-close line of big.bin's passive
+// data session and checks that it carries the kernel's counters.
+func (o *opsEnv) checkDataClose(t *testing.T) {
+	t.Helper()
 	type closeLine struct {
 		Msg          string `json:"msg"`
 		Dst          string `json:"dst"`
