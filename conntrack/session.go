@@ -1,5 +1,7 @@
 package conntrack
 
+import "slices"
+
 // State is a session's protocol state.
 type State uint8
 
@@ -17,6 +19,10 @@ const (
 )
 
 var stateNames = [...]string{"new", "syn-sent", "syn-recv", "established", "fin-wait", "closing", "time-wait", "closed"}
+
+// StateNames returns the names of all states, in order, as String gives
+// them.
+func StateNames() []string { return slices.Clone(stateNames[:]) }
 
 // String returns the state's lower-case name, e.g. "established".
 func (s State) String() string {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/api/client"
@@ -29,6 +31,9 @@ import (
 
 // now is the clock ages and idle times are measured against.
 var now = time.Now
+
+// sessionStates are the states sessions show, the engine's names.
+var sessionStates = conntrack.StateNames()
 
 // live holds the flags every live verb has.
 type live struct {
@@ -44,9 +49,18 @@ func liveFlags(fs *flag.FlagSet, name string, stderr io.Writer) *live {
 		name:    name,
 		socket:  fs.String("socket", "", "control socket `PATH` (default $"+client.EnvSocket+", else "+api.DefaultSocket+")"),
 		json:    fs.Bool("json", false, "print JSON for machines instead of a table"),
-		timeout: fs.Duration("timeout", 10*time.Second, "give up after this long"),
+		timeout: fs.Duration("timeout", 10*time.Second, "give up when the daemon has not answered within this `DURATION`, e.g. 2s"),
 		stderr:  stderr,
 	}
+}
+
+// parse parses the flags as parseArgs does and checks the common ones.
+func (l *live) parse(fs *flag.FlagSet, args []string) (pos []string, code int) {
+	pos, code = parseArgs(fs, args)
+	if code < 0 && *l.timeout <= 0 {
+		return nil, usageError(fs, l.stderr, "--timeout must be above 0, e.g. 2s")
+	}
+	return pos, code
 }
 
 func (l *live) client() *client.Client { return client.New(client.SocketPath(*l.socket), version) }
@@ -57,6 +71,9 @@ func (l *live) ctx() (context.Context, context.CancelFunc) {
 
 // fail prints err and returns the exit code 1.
 func (l *live) fail(err error) int {
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer from inspectd on %s within %s (--timeout)", client.SocketPath(*l.socket), *l.timeout)
+	}
 	fmt.Fprintf(l.stderr, "inspectd %s: %v\n", l.name, err)
 	return 1
 }
@@ -140,14 +157,18 @@ Examples:
 	addr := fs.String("addr", "", "only sessions with an endpoint in `ADDR` (address or prefix)")
 	port := fs.String("port", "", "only sessions with an endpoint on `PORT`")
 	alg := fs.String("alg", "", "only sessions inspected by `ALG`: ftp, tftp, or none")
-	state := fs.String("state", "", "only sessions in `STATE`, e.g. established")
+	state := fs.String("state", "", "only sessions in `STATE`: "+strings.Join(sessionStates, ", "))
 	parent := fs.String("parent", "", "only the children of session `ID`")
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
+	if *state != "" && !slices.Contains(sessionStates, strings.ToLower(*state)) {
+		return usageError(fs, stderr, "bad state %q (want one of %s)", *state, strings.Join(sessionStates, ", "))
+	}
 	q := map[string][]string{}
-	for k, v := range map[string]string{"proto": *proto, "addr": *addr, "port": *port, "alg": *alg, "state": *state, "parent": *parent} {
+	for k, v := range map[string]string{"proto": *proto, "addr": *addr, "port": *port, "alg": strings.ToLower(*alg),
+		"state": strings.ToLower(*state), "parent": *parent} {
 		if v != "" {
 			q[k] = []string{v}
 		}
@@ -187,7 +208,7 @@ Examples:
   inspectd expectations
   inspectd expectations --json`, stderr)
 	l := liveFlags(fs, "expectations", stderr)
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -219,7 +240,7 @@ Examples:
   inspectd stats
   inspectd stats --json | jq .drop_reasons`, stderr)
 	l := liveFlags(fs, "stats", stderr)
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -295,7 +316,7 @@ Examples:
   inspectd rules
   inspectd rules --json | jq '.rules[] | select(.hits == 0)'`, stderr)
 	l := liveFlags(fs, "rules", stderr)
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -325,6 +346,7 @@ func cmdWatch(args []string, stdout, stderr io.Writer) int {
 closed, expectations added, used and expired, denied packets with their
 reason, and inspectors' notes. With --json, one JSON object per line. A
 "lost" event says events were dropped because the reader was too slow.
+--timeout bounds connecting to the daemon, not the stream.
 
 Kinds: `+strings.Join(api.EventKinds, ", ")+`
 
@@ -335,7 +357,7 @@ Examples:
 	l := liveFlags(fs, "watch", stderr)
 	kinds := fs.String("kind", "", "only events of these comma-separated `KINDS`")
 	count := fs.Int("count", 0, "stop after `N` events (0: run until interrupted)")
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -355,7 +377,7 @@ Examples:
 	if *kinds != "" {
 		list = strings.Split(*kinds, ",")
 	}
-	st, err := c.Watch(ctx, list...)
+	st, err := c.WatchWithin(ctx, *l.timeout, list...)
 	if err != nil {
 		return l.fail(err)
 	}
@@ -444,7 +466,7 @@ Examples:
   inspectd clear --all`, stderr)
 	l := liveFlags(fs, "clear", stderr)
 	all := fs.Bool("all", false, "clear every session")
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -504,7 +526,7 @@ old rules stay in force (exit status 1).
 Examples:
   inspectd check /etc/inspectd/inspectd.rules && inspectd reload`, stderr)
 	l := liveFlags(fs, "reload", stderr)
-	pos, code := parseArgs(fs, args)
+	pos, code := l.parse(fs, args)
 	if code >= 0 {
 		return code
 	}
@@ -603,22 +625,38 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// flagRE finds a flag's name in a flag set's usage text.
-var flagRE = regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)`)
+// flagRE finds a flag's name, and the name of its value if it takes one,
+// in a flag set's usage text.
+var flagRE = regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)(?: ([A-Za-z]+))?$`)
 
-// flagsOf returns the flags of command c, read from its --help text.
-func flagsOf(c command) []string {
+// fileValues are the value names of flags whose value is a file's path.
+var fileValues = []string{"FILE", "PATH"}
+
+// flagsOf returns the flags of command c, read from its --help text, and
+// those of them whose value is a file's path.
+func flagsOf(c command) (flags, files []string) {
 	var b strings.Builder
 	c.run([]string{"--help"}, io.Discard, &b)
-	var out []string
 	for _, m := range flagRE.FindAllStringSubmatch(b.String(), -1) {
-		out = append(out, "--"+m[1])
+		flags = append(flags, "--"+m[1])
+		if slices.Contains(fileValues, m[2]) {
+			files = append(files, "--"+m[1])
+		}
 	}
-	return out
+	return flags, files
+}
+
+// completion is what the completion scripts are made of.
+type completion struct {
+	names []string            // the commands
+	words map[string][]string // by command: its flags and keywords
+	files []string            // the flags, of any command, whose value is a file
 }
 
 func cmdCompletion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("completion", "bash|zsh", `Prints a shell completion script for inspectd's commands and flags.
+	fs := newFlags("completion", "bash|zsh", `Prints a shell completion script for inspectd's commands and flags. After
+a flag whose value is a file (--rules, --expect, --write-expect, --socket)
+and for arguments, it completes file names.
 
 Examples:
   inspectd completion bash > /etc/bash_completion.d/inspectd
@@ -631,68 +669,87 @@ Examples:
 	if len(pos) != 1 || (pos[0] != "bash" && pos[0] != "zsh") {
 		return usageError(fs, stderr, "want one shell: bash or zsh")
 	}
-	var names []string
-	flags := map[string][]string{}
+	comp := completion{words: map[string][]string{}}
 	for _, c := range commands() {
-		names = append(names, c.name)
-		if c.name != "completion" {
-			flags[c.name] = flagsOf(c)
+		comp.names = append(comp.names, c.name)
+		switch c.name {
+		case "completion":
+			comp.words[c.name] = []string{"bash", "zsh"}
+		default:
+			flags, files := flagsOf(c)
+			if c.name == "clear" {
+				flags = append(flags, "session")
+			}
+			comp.words[c.name] = flags
+			comp.files = append(comp.files, files...)
 		}
 	}
+	slices.Sort(comp.files)
+	comp.files = slices.Compact(comp.files)
 	if pos[0] == "bash" {
-		writeBash(stdout, names, flags)
+		writeBash(stdout, comp)
 	} else {
-		writeZsh(stdout, names, flags)
+		writeZsh(stdout, comp)
 	}
 	return 0
 }
 
-func writeBash(w io.Writer, names []string, flags map[string][]string) {
+// filePatterns returns a shell case pattern matching the file-valued
+// flags, with one dash or two, each followed by suffix.
+func (comp completion) filePatterns(suffix string) string {
+	var alts []string
+	for _, f := range comp.files {
+		alts = append(alts, f[1:]+suffix, f+suffix)
+	}
+	return strings.Join(alts, "|")
+}
+
+func writeBash(w io.Writer, comp completion) {
 	fmt.Fprintf(w, `# bash completion for inspectd (generated by 'inspectd completion bash')
+_inspectd_files() {
+    local IFS=$'\n'
+    COMPREPLY=($(compgen -f -- "$1"))
+}
 _inspectd() {
-    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} words=""
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd=${COMP_WORDS[1]} words=""
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "%s help" -- "$cur"))
         return
     fi
+    # bash splits --flag=VALUE at the "=".
+    if [ "$cur" = "=" ]; then
+        cur=""
+    elif [ "$prev" = "=" ]; then
+        prev=${COMP_WORDS[COMP_CWORD-2]}
+    fi
+    case "$prev" in
+        %s) _inspectd_files "$cur"; return ;;
+    esac
     case "$cmd" in
-`, strings.Join(names, " "))
-	for _, n := range names {
-		words := strings.Join(flags[n], " ")
-		switch n {
-		case "clear":
-			words += " session"
-		case "completion":
-			words = "bash zsh"
-		}
-		fmt.Fprintf(w, "    %s) words=%q ;;\n", n, strings.TrimSpace(words))
+`, strings.Join(comp.names, " "), comp.filePatterns(""))
+	for _, n := range comp.names {
+		fmt.Fprintf(w, "        %s) words=%q ;;\n", n, strings.Join(comp.words[n], " "))
 	}
 	fmt.Fprint(w, `    esac
-    if [[ "$cur" == -* || -n "$words" ]]; then
-        COMPREPLY=($(compgen -W "$words" -- "$cur"))
-    fi
-    [ ${#COMPREPLY[@]} -eq 0 ] && COMPREPLY=($(compgen -f -- "$cur"))
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    [ ${#COMPREPLY[@]} -eq 0 ] && _inspectd_files "$cur"
 }
-complete -F _inspectd inspectd
+complete -o filenames -F _inspectd inspectd
 `)
 }
 
-func writeZsh(w io.Writer, names []string, flags map[string][]string) {
+func writeZsh(w io.Writer, comp completion) {
 	fmt.Fprint(w, "#compdef inspectd\n# zsh completion for inspectd (generated by 'inspectd completion zsh')\n_inspectd() {\n")
 	fmt.Fprint(w, "  local -a commands\n  commands=(\n")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "    %q\n", c.name+":"+c.summary)
 	}
-	fmt.Fprint(w, "  )\n  if (( CURRENT == 2 )); then\n    _describe 'command' commands\n    return\n  fi\n  case $words[2] in\n")
-	for _, n := range names {
-		words := strings.Join(flags[n], " ")
-		switch n {
-		case "clear":
-			words += " session"
-		case "completion":
-			words = "bash zsh"
-		}
-		fmt.Fprintf(w, "    %s) compadd -- %s; _files ;;\n", n, strings.TrimSpace(words))
+	fmt.Fprint(w, "  )\n  if (( CURRENT == 2 )); then\n    _describe 'command' commands\n    return\n  fi\n")
+	fmt.Fprintf(w, "  case $PREFIX in\n    (%s) compset -P '*='; _files; return ;;\n  esac\n", comp.filePatterns("=*"))
+	fmt.Fprintf(w, "  case $words[CURRENT-1] in\n    (%s) _files; return ;;\n  esac\n", comp.filePatterns(""))
+	fmt.Fprint(w, "  case $words[2] in\n")
+	for _, n := range comp.names {
+		fmt.Fprintf(w, "    %s) compadd -- %s; _files ;;\n", n, strings.Join(comp.words[n], " "))
 	}
 	fmt.Fprint(w, "  esac\n}\nif [ \"$funcstack[1]\" = \"_inspectd\" ]; then\n  _inspectd \"$@\"\nelse\n  compdef _inspectd inspectd\nfi\n")
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,6 +132,32 @@ func TestSessionsTable(t *testing.T) {
 	}
 	if code, out, _ := cli("sessions", "--addr", "203.0.113.0/24"); code != 0 || out != "no sessions\n" {
 		t.Errorf("no match: %d %q", code, out)
+	}
+}
+
+// --state, --alg and --proto take any case; a state the engine does not
+// have is a usage error that lists the ones it has.
+func TestSessionsFilterValues(t *testing.T) {
+	startFake(t, version)
+	for _, args := range [][]string{{"--state", "ESTABLISHED"}, {"--alg", "FTP"}, {"--proto", "TCP", "--state", "Established"}} {
+		code, out, errs := cli(append([]string{"sessions"}, args...)...)
+		if code != 0 || !strings.Contains(out, "198.51.100.2:40000") || strings.Contains(out, "tftp") {
+			t.Errorf("%v: exit %d: %s%s", args, code, out, errs)
+		}
+	}
+	states := "new, syn-sent, syn-recv, established, fin-wait, closing, time-wait, closed"
+	for _, st := range []string{"establised", "udp"} {
+		code, out, errs := cli("sessions", "--state", st)
+		want := fmt.Sprintf("inspectd sessions: bad state %q (want one of %s)", st, states)
+		if code != 2 || out != "" || !strings.HasPrefix(errs, want) {
+			t.Errorf("--state %s: exit %d: %s%s", st, code, out, errs)
+		}
+	}
+	if code, _, errs := cli("sessions", "--help"); code != 0 || !strings.Contains(errs, "only sessions in STATE: "+states) {
+		t.Errorf("--help does not list the states: %s", errs)
+	}
+	if code, _, errs := cli("sessions", "--alg", "ftpx"); code != 2 || !strings.Contains(errs, `bad inspector "ftpx" (want ftp, tftp or none)`) {
+		t.Errorf("--alg ftpx: exit %d: %s", code, errs)
 	}
 }
 
@@ -280,6 +309,98 @@ func TestNotRunningCLI(t *testing.T) {
 	}
 }
 
+// liveVerbs are the verbs that talk to the daemon, with the arguments
+// they need.
+var liveVerbs = [][]string{{"sessions"}, {"expectations"}, {"stats"}, {"rules"}, {"watch"}, {"clear", "--all"}, {"reload"}}
+
+// hang returns a socket that takes connections and never answers.
+func hang(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hang.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return path
+}
+
+// cliWithin runs the CLI like cli, failing the test if it takes longer
+// than d.
+func cliWithin(t *testing.T, d time.Duration, args ...string) (int, string, string) {
+	t.Helper()
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := cli(args...)
+		done <- result{code, out, errs}
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.out, r.errs
+	case <-time.After(d):
+		t.Fatalf("%v still runs after %v", args, d)
+	}
+	return 0, "", ""
+}
+
+func TestTimeoutCLI(t *testing.T) {
+	path := hang(t)
+	for _, v := range liveVerbs {
+		code, _, errs := cliWithin(t, 10*time.Second, append(v, "--socket", path, "--timeout", "200ms")...)
+		want := fmt.Sprintf("inspectd %s: no answer from inspectd on %s within 200ms (--timeout)\n", v[0], path)
+		if code != 1 || errs != want {
+			t.Errorf("%s: exit %d: %q, want %q", v[0], code, errs, want)
+		}
+		for _, bad := range []string{"0", "-1s"} {
+			code, _, errs := cli(append(v, "--socket", path, "--timeout", bad)...)
+			if code != 2 || !strings.HasPrefix(errs, "inspectd "+v[0]+": --timeout must be above 0") {
+				t.Errorf("%s --timeout %s: exit %d: %s", v[0], bad, code, errs)
+			}
+		}
+	}
+}
+
+func TestNotASocketCLI(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	for path, kind := range map[string]string{dir: "directory", file: "regular file"} {
+		for _, v := range liveVerbs {
+			code, _, errs := cli(append(v, "--socket", path)...)
+			want := fmt.Sprintf("inspectd %s: %s is not a socket (it is a %s)", v[0], path, kind)
+			if code != 1 || !strings.HasPrefix(errs, want) {
+				t.Errorf("%s on a %s: exit %d: %s", v[0], kind, code, errs)
+			}
+		}
+	}
+}
+
+// A daemon's garbled answers are reported with the verb's prefix once.
+func TestBadAnswerCLI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "not JSON") })}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	for _, v := range liveVerbs {
+		code, _, errs := cliWithin(t, 10*time.Second, append(v, "--socket", path)...)
+		want := "inspectd " + v[0] + ": bad answer to /v1/"
+		if v[0] == "watch" {
+			want = "inspectd watch: bad event from the daemon: "
+		}
+		if code != 1 || !strings.HasPrefix(errs, want) || strings.Count(errs, "inspectd") != 1 {
+			t.Errorf("%s: exit %d: %q, want %q...", v[0], code, errs, want)
+		}
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	for _, sh := range []string{"bash", "zsh"} {
 		code, out, errs := cli("completion", sh)
@@ -301,6 +422,64 @@ func TestCompletion(t *testing.T) {
 	}
 	if code, _, errs := cli("completion", "fish"); code != 2 || !strings.Contains(errs, "bash or zsh") {
 		t.Errorf("fish: %d %s", code, errs)
+	}
+}
+
+// After a flag whose value is a file, the scripts complete file names, and
+// bash treats what it completes as file names (directories get a slash,
+// not a space).
+func TestCompletionFiles(t *testing.T) {
+	const files = "-expect|--expect|-rules|--rules|-socket|--socket|-write-expect|--write-expect"
+	for sh, want := range map[string][]string{
+		"bash": {"\n        " + files + `) _inspectd_files "$cur"; return ;;`, "\ncomplete -o filenames -F _inspectd inspectd\n"},
+		"zsh":  {"\n    (" + files + ") _files; return ;;", "\n    (" + strings.ReplaceAll(files, "|", "=*|") + "=*) compset -P '*='; _files; return ;;"},
+	} {
+		_, out, _ := cli("completion", sh)
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s completion lacks %q:\n%s", sh, w, out)
+			}
+		}
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash to run the completion in")
+	}
+	dir := t.TempDir()
+	_, script, _ := cli("completion", "bash")
+	os.WriteFile(filepath.Join(dir, "inspectd.bash"), []byte(script), 0o644)
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(filepath.Join(work, "exdir"), 0o755)
+	for _, f := range []string{"example.rules", "ex space.rules", "other"} {
+		os.WriteFile(filepath.Join(work, f), nil, 0o644)
+	}
+	// Each line of the output: the sorted completions of one command line.
+	test := `source "$1"; cd "$2"
+show() {
+    COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+    _inspectd
+    printf '%s\n' "${COMPREPLY[@]}" | sort | paste -sd '|'
+}
+show inspectd replay --rules ex
+show inspectd run --rules ""
+show inspectd replay --rules = ex
+show inspectd replay --expect = ""
+show inspectd stats -socket ex
+show inspectd replay --rules x.rules --write-expect ex
+show inspectd replay --rules x.rules ex
+show inspectd sessions --st
+show inspectd clear s
+show inspectd st
+complete -p inspectd
+`
+	out, err := exec.Command(bash, "--norc", "-c", test, "bash", filepath.Join(dir, "inspectd.bash"), work).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, out)
+	}
+	ex, all := "ex space.rules|example.rules|exdir", "ex space.rules|example.rules|exdir|other"
+	want := strings.Join([]string{ex, all, ex, all, ex, ex, ex, "--state", "session", "stats", "complete -o filenames -F _inspectd inspectd"}, "\n") + "\n"
+	if string(out) != want {
+		t.Errorf("bash completions:\n%s\nwant:\n%s", out, want)
 	}
 }
 

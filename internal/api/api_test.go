@@ -273,6 +273,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/v1/sessions?colour=red", "", 400, "unknown filter"},
 		{"GET", "/v1/sessions?parent=x", "", 400, "bad parent"},
 		{"GET", "/v1/sessions?alg=http", "", 400, "bad inspector"},
+		{"GET", "/v1/sessions?state=establised", "", 400, "want one of new, syn-sent, syn-recv"},
 		{"GET", "/v1/stats?x=1", "", 400, "takes no parameters"},
 		{"GET", "/v1/watch?since=1", "", 400, "unknown parameter"},
 		{"POST", "/v1/clear", "{bad json", 400, "bad request body"},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/inspect"
 )
 
@@ -69,13 +70,18 @@ func ParseSessionFilter(q url.Values) (SessionFilter, error) {
 		}
 		f.Port = uint16(n)
 	}
-	if a := q.Get("alg"); a != "" {
+	if a := strings.ToLower(q.Get("alg")); a != "" {
 		if a != "ftp" && a != "tftp" && a != "none" {
-			return f, fmt.Errorf("bad inspector %q (want ftp, tftp or none)", a)
+			return f, fmt.Errorf("bad inspector %q (want ftp, tftp or none)", q.Get("alg"))
 		}
 		f.ALG = a
 	}
-	f.State = q.Get("state")
+	if s := strings.ToLower(q.Get("state")); s != "" {
+		if names := conntrack.StateNames(); !slices.Contains(names, s) {
+			return f, fmt.Errorf("bad state %q (want one of %s)", q.Get("state"), strings.Join(names, ", "))
+		}
+		f.State = s
+	}
 	if p := q.Get("parent"); p != "" {
 		n, err := strconv.ParseUint(p, 10, 64)
 		if err != nil || n == 0 {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
@@ -46,6 +47,8 @@ var (
 	ErrNotRunning = errors.New("inspectd is not running")
 	// ErrPermission: the socket exists but this user may not use it.
 	ErrPermission = errors.New("permission denied")
+	// ErrNotSocket: the path is a directory, a regular file or the like.
+	ErrNotSocket = errors.New("not a socket")
 )
 
 // Error is an error answer of the API.
@@ -92,6 +95,12 @@ func (c *Client) ServerVersion() string {
 
 // explain turns a dial error into one an operator can act on.
 func (c *Client) explain(err error) error {
+	// Connecting to a directory or a regular file fails with ECONNREFUSED
+	// as a dead daemon's socket does; only the path's type tells them apart.
+	if fi, serr := os.Stat(c.path); serr == nil && fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s is %w (it is a %s); point --socket or %s at inspectd's control socket",
+			c.path, ErrNotSocket, fileKind(fi.Mode()), EnvSocket)
+	}
 	switch {
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%w (no socket at %s; start it with 'inspectd run' or 'systemctl start inspectd', or point --socket or %s elsewhere)",
@@ -101,9 +110,24 @@ func (c *Client) explain(err error) error {
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return fmt.Errorf("%w on %s: the control socket is for root (run with sudo), or for the group set with 'inspectd run --socket-group'", ErrPermission, c.path)
 	case errors.Is(err, syscall.ENOTSOCK):
-		return fmt.Errorf("%s is not a socket: %w", c.path, err)
+		return fmt.Errorf("%s is %w; point --socket or %s at inspectd's control socket", c.path, ErrNotSocket, EnvSocket)
 	}
-	return fmt.Errorf("inspectd control socket %s: %w", c.path, err)
+	return fmt.Errorf("control socket %s: %w", c.path, err)
+}
+
+// fileKind names the type of a file that is not a socket.
+func fileKind(m os.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "regular file"
+	case os.ModeDir:
+		return "directory"
+	case os.ModeNamedPipe:
+		return "named pipe"
+	case os.ModeDevice, os.ModeDevice | os.ModeCharDevice:
+		return "device"
+	}
+	return "file of another kind"
 }
 
 // do sends a request and returns the response when its status is 2xx.
@@ -131,7 +155,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, context.Cause(ctx)
 		}
 		return nil, c.explain(err)
 	}
@@ -157,7 +181,10 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, bo
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("inspectd %s: bad answer: %w", path, err)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return fmt.Errorf("bad answer to %s: %w", path, err)
 	}
 	return nil
 }
@@ -212,24 +239,44 @@ func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
 
 // Stream is a live stream of events from Watch.
 type Stream struct {
-	body io.ReadCloser
-	sc   *bufio.Scanner
+	body   io.ReadCloser
+	sc     *bufio.Scanner
+	cancel context.CancelFunc
 }
 
 // Watch opens a stream of events, of the given kinds (all when none);
 // cancel ctx or Close the stream to end it.
 func (c *Client) Watch(ctx context.Context, kinds ...string) (*Stream, error) {
+	return c.WatchWithin(ctx, 0, kinds...)
+}
+
+// WatchWithin is Watch giving up when connecting and the daemon's answer
+// take longer than wait (no limit when 0); the error then wraps
+// context.DeadlineExceeded. Once open, the stream is not limited by wait.
+func (c *Client) WatchWithin(ctx context.Context, wait time.Duration, kinds ...string) (*Stream, error) {
 	var q url.Values
 	if len(kinds) > 0 {
 		q = url.Values{"kind": {strings.Join(kinds, ",")}}
 	}
+	// A deadline on ctx would end the stream too, so a timer cancels the
+	// request instead and is stopped once the answer is in.
+	ctx, cancel := context.WithCancelCause(ctx)
+	var timer *time.Timer
+	if wait > 0 {
+		timer = time.AfterFunc(wait, func() { cancel(context.DeadlineExceeded) })
+	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/watch", q, nil)
+	if timer != nil && !timer.Stop() && err == nil {
+		resp.Body.Close()
+		err = context.DeadlineExceeded // the answer came as time ran out
+	}
 	if err != nil {
+		cancel(err)
 		return nil, err
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return &Stream{body: resp.Body, sc: sc}, nil
+	return &Stream{body: resp.Body, sc: sc, cancel: func() { cancel(nil) }}, nil
 }
 
 // Next returns the next event; io.EOF when the daemon ended the stream.
@@ -242,10 +289,13 @@ func (s *Stream) Next() (api.Event, error) {
 		return ev, io.EOF
 	}
 	if err := json.Unmarshal(s.sc.Bytes(), &ev); err != nil {
-		return ev, fmt.Errorf("inspectd watch: bad event: %w", err)
+		return ev, fmt.Errorf("bad event from the daemon: %w", err)
 	}
 	return ev, nil
 }
 
 // Close ends the stream.
-func (s *Stream) Close() error { return s.body.Close() }
+func (s *Stream) Close() error {
+	defer s.cancel()
+	return s.body.Close()
+}
