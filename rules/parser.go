@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/inspectd/inspectd/internal/decode"
 )
@@ -117,7 +118,23 @@ type parser struct {
 	timeouts Timeouts
 	limits   Limits
 	ftp      FTPOptions
-	seen     map[string]token // "BLOCK KEY" of each setting given: where
+	limitSet map[string]setting // limits keys the file sets (first block only)
+
+	// lost holds the words of statements too broken to declare anything:
+	// an interface or set of one of these names may be what the statement
+	// meant, so its absence is not reported again.
+	lost map[string]bool
+	// headerLost is set when an `in on` header broke before its name or
+	// gave a malformed one: any interface may be the one it meant, so
+	// none is said to lack a block.
+	headerLost bool
+}
+
+// setting is a key of a settings block as written, and whether its value
+// was valid (and so is in force).
+type setting struct {
+	key, val token
+	ok       bool
 }
 
 // topKeywords start top-level statements.
@@ -277,26 +294,51 @@ func (p *parser) parse() {
 			p.skipStatement()
 		default:
 			p.expected(t, topExpected)
+			p.loseLine()
 			p.skipStatement()
 		}
 	}
 }
 
-// validName reports whether s can name an interface or a set.
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
-		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
-		default:
-			return false
+// loseLine records the words from the next token to the end of the line
+// as lost: the broken statement they belong to may have meant to declare
+// one of them (`interfce lan eth1`, `st servers { ... }`).
+func (p *parser) loseLine() {
+	for _, t := range p.toks[p.i:] {
+		if t.kind == tokNewline || t.kind == tokEOF {
+			return
+		}
+		if t.kind == tokWord {
+			p.lost[t.text] = true
 		}
 	}
-	return true
+}
+
+// maxName is the longest name (of an interface or a set), in bytes.
+const maxName = 64
+
+// nameProblem says why s cannot name an interface or a set, quoting the
+// rule of docs/RULES.md it breaks; it returns "" for a valid name.
+func nameProblem(s string) string {
+	switch {
+	case s == "":
+		return "is empty"
+	case len(s) > maxName:
+		return fmt.Sprintf("is %d characters long, at most %d are allowed", len(s), maxName)
+	}
+	for i := 0; i < len(s); {
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i == 0:
+			return "must start with a letter or _"
+		case c >= '0' && c <= '9', c == '-', c == '.':
+		default:
+			return fmt.Sprintf("contains %s: names use letters, digits, _, - and .", strconv.Quote(s[i:i+size]))
+		}
+		i += size
+	}
+	return ""
 }
 
 // validDevice reports whether s can be a Linux network device name.
@@ -312,11 +354,16 @@ func validDevice(s string) bool {
 	return true
 }
 
-// parseName reads a name; on failure it reports the error and returns false.
+// parseName reads a name; on failure it reports the error, saying which
+// naming rule a word breaks, and returns false.
 func (p *parser) parseName(what string) (token, bool) {
 	t := p.peek()
-	if t.kind != tokWord || !validName(t.text) {
+	if t.kind != tokWord {
 		p.expected(t, what)
+		return t, false
+	}
+	if why := nameProblem(t.text); why != "" {
+		p.errorf(t, "%s %q %s", what, t.text, why)
 		return t, false
 	}
 	return p.next(), true
@@ -326,12 +373,14 @@ func (p *parser) parseInterface() {
 	p.next()
 	name, ok := p.parseName("interface name")
 	if !ok {
+		p.loseLine()
 		p.skipStatement()
 		return
 	}
 	dev := p.peek()
 	if dev.kind != tokWord || dev.text == "net" {
 		p.expected(dev, "device name")
+		p.lost[name.text] = true
 		p.skipStatement()
 		return
 	}
@@ -348,6 +397,16 @@ func (p *parser) parseInterface() {
 			if t.kind == tokComma {
 				p.next()
 				continue
+			}
+			if t.kind == tokBang {
+				// One error for the negation; the rest of the line is
+				// not worth reading.
+				p.errorf(t, "a net cannot be negated: list the networks behind interface %s", name.text)
+				for p.peek().kind != tokNewline && p.peek().kind != tokEOF {
+					p.next()
+				}
+				given = true
+				break
 			}
 			if t.kind != tokWord && t.kind != tokRef {
 				break
@@ -378,20 +437,20 @@ func (p *parser) parseInterface() {
 	p.endStatement()
 }
 
-// badRef reports a reference whose name is missing or malformed.
-func (p *parser) badRef(t token) {
+// checkRef reports a reference without a name. A malformed name is
+// reported by lookupSet, unless a broken statement declared it.
+func (p *parser) checkRef(t token) bool {
 	if t.text == "" {
 		p.errorf(t, "expected set name after \"@\", found %s", p.peek().describe())
-		return
+		return false
 	}
-	p.errorf(t, "expected set name after \"@\", found %s", strconv.Quote(t.text))
+	return true
 }
 
 // addrItem parses t (already consumed) as an address, prefix or @set.
 func (p *parser) addrItem(t token, what string) (addrItem, bool) {
 	if t.kind == tokRef {
-		if !validName(t.text) {
-			p.badRef(t)
+		if !p.checkRef(t) {
 			return addrItem{}, false
 		}
 		return addrItem{tok: t, ref: t.text}, true
@@ -435,8 +494,7 @@ func (p *parser) addrItem(t token, what string) (addrItem, bool) {
 // portItem parses t (already consumed) as a port, a range or an @set.
 func (p *parser) portItem(t token) (portItem, bool) {
 	if t.kind == tokRef {
-		if !validName(t.text) {
-			p.badRef(t)
+		if !p.checkRef(t) {
 			return portItem{}, false
 		}
 		return portItem{tok: t, ref: t.text}, true
@@ -495,12 +553,14 @@ func (p *parser) parseSet(kind setKind) {
 	kw := p.next()
 	name, ok := p.parseName("set name")
 	if !ok {
+		p.loseLine()
 		p.skipStatement()
 		return
 	}
 	lb := p.peek()
 	if lb.kind != tokLBrace {
 		p.expected(lb, `"{"`)
+		p.lost[name.text] = true
 		p.skipStatement()
 		return
 	}
@@ -525,6 +585,8 @@ func (p *parser) parseSet(kind setKind) {
 		p.next()
 		var ok bool
 		switch {
+		case t.kind == tokBang:
+			p.errorf(t, "a set cannot hold a negation: negate where the set is used (!@%s)", name.text)
 		case t.kind != tokWord && t.kind != tokRef:
 			p.expected(t, what)
 		case kind == addrSetKind:
@@ -558,8 +620,16 @@ func (p *parser) parseBlock() {
 	b := &blockDecl{inTok: in}
 	ok := p.blockHeader(b)
 	if !ok {
+		if b.nameTok.kind == tokWord {
+			// Keep the block so that its interface is not reported as
+			// lacking one; the file has an error anyway.
+			p.blocks = append(p.blocks, b)
+		} else {
+			p.headerLost = true
+		}
 		// Skip the rest of the header; still check the rules of the block
-		// when the header line opened it or rules follow.
+		// when the header line opened it, or the next line does, or rules
+		// or a lone "}" (the block's end) follow.
 		for {
 			t := p.peek()
 			if t.kind == tokEOF || t.kind == tokNewline || t.kind == tokLBrace {
@@ -567,21 +637,15 @@ func (p *parser) parseBlock() {
 			}
 			p.next()
 		}
+		p.skipBlank(false)
 		t := p.peek()
-		if t.kind == tokLBrace {
+		switch {
+		case t.kind == tokLBrace:
 			p.next()
-		} else {
-			p.skipBlank(false)
-			if n := p.peek(); !n.is("permit") && !n.is("deny") {
-				return
-			}
+		case !t.is("permit") && !t.is("deny") && t.kind != tokRBrace:
+			return
 		}
 		p.blockBody(b, t)
-		if b.nameTok.kind == tokWord {
-			// Keep the block so that its interface is not reported as
-			// lacking one; the file has an error anyway.
-			p.blocks = append(p.blocks, b)
-		}
 		return
 	}
 	lb := p.next()
@@ -596,11 +660,14 @@ func (p *parser) blockHeader(b *blockDecl) bool {
 		return false
 	}
 	p.next()
-	name, ok := p.parseName("interface name")
-	if !ok {
+	// A malformed name is reported by resolve, unless the interface
+	// statement that declared it is broken.
+	name := p.peek()
+	if name.kind != tokWord {
+		p.expected(name, "interface name")
 		return false
 	}
-	b.nameTok = name
+	b.nameTok = p.next()
 	if t := p.peek(); !t.is("default") {
 		p.expected(t, "default")
 		return false
@@ -896,6 +963,10 @@ func (p *parser) icmpTypes(r *ruleDecl) bool {
 		return false
 	}
 	t := p.nextInLine()
+	if t.kind == tokBang {
+		p.errorf(t, "%s types cannot be negated: list the types to match", r.protoName)
+		return false
+	}
 	if t.kind != tokLBrace {
 		return one(t)
 	}
@@ -919,6 +990,9 @@ func (p *parser) braceList(noun, want string, isItem, item func(token) bool) boo
 				return false
 			}
 			return true
+		case it.kind == tokBang && noun != "type":
+			p.errorf(it, "a negation inside a list: negate the whole list (!{ ... })")
+			return false
 		case isItem(it):
 			if !item(it) {
 				return false
@@ -973,11 +1047,14 @@ var settingNames = map[string][]string{
 	"ftp":      {"min-data-port", "active-source-port"},
 }
 
-// parseSettings parses a timeouts, limits or ftp block.
+// parseSettings parses a timeouts, limits or ftp block. A second block of
+// a kind is an error; its keys are checked but neither applied nor
+// compared with the first block's.
 func (p *parser) parseSettings() {
 	kw := p.next()
-	if o, ok := p.blockSeen[kw.text]; ok {
-		p.errorf(kw, "second %s block (the first is at %s)", kw.text, p.where(o))
+	first, again := p.blockSeen[kw.text]
+	if again {
+		p.errorf(kw, "second %s block (the first is at %s)", kw.text, p.where(first))
 	} else {
 		p.blockSeen[kw.text] = kw
 	}
@@ -990,6 +1067,7 @@ func (p *parser) parseSettings() {
 	p.next()
 	keys := settingNames[kw.text]
 	names := orList(append(slices.Clone(keys), `"}"`))
+	given := map[string]token{}
 	for {
 		p.skipBlank(true)
 		key := p.peek()
@@ -1014,25 +1092,30 @@ func (p *parser) parseSettings() {
 			}
 			continue
 		}
-		if o, dup := p.seen[kw.text+" "+key.text]; dup {
+		o, twice := given[key.text]
+		if twice {
 			p.errorf(key, "%s set twice (first at %d:%d)", key.text, o.line, o.col)
 		} else {
-			p.seen[kw.text+" "+key.text] = key
+			given[key.text] = key
 		}
+		apply := !again && !twice
 		val := p.peek()
 		if val.kind != tokWord {
 			p.expected(val, "value for "+key.text)
+			if apply && kw.text == "limits" {
+				p.limitSet[key.text] = setting{key: key, val: val}
+			}
 			continue
 		}
 		p.next()
 		var ok bool
 		switch kw.text {
 		case "timeouts":
-			ok = p.setTimeout(key, val)
+			ok = p.setTimeout(key, val, apply)
 		case "limits":
-			ok = p.setLimit(key, val)
+			ok = p.setLimit(key, val, apply)
 		default:
-			ok = p.setFTP(key, val)
+			ok = p.setFTP(key, val, apply)
 		}
 		if !ok {
 			// Skip the rest of a value written in words ("1 hour").
@@ -1043,7 +1126,9 @@ func (p *parser) parseSettings() {
 	}
 }
 
-func (p *parser) setTimeout(key, val token) bool {
+// setTimeout checks the value of a timeouts key, and puts it in force when
+// apply is set. It returns false when val is not a duration at all.
+func (p *parser) setTimeout(key, val token, apply bool) bool {
 	s := timeoutKeys[key.text]
 	d, err := time.ParseDuration(val.text)
 	if err != nil || val.text[0] == '-' || val.text[0] == '+' {
@@ -1054,7 +1139,9 @@ func (p *parser) setTimeout(key, val token) bool {
 		p.errorf(val, "%s %s out of range (%s to %s)", key.text, val.text, fmtDur(s.min), fmtDur(s.max))
 		return true
 	}
-	*s.p(&p.timeouts) = d
+	if apply {
+		*s.p(&p.timeouts) = d
+	}
 	return true
 }
 
@@ -1069,39 +1156,56 @@ func fmtDur(d time.Duration) string {
 	return d.String()
 }
 
-func (p *parser) setLimit(key, val token) bool {
+// setLimit checks the value of a limits key and, when apply is set, puts
+// it in force and records it for checkLimits. It returns false when val is
+// not a number at all.
+func (p *parser) setLimit(key, val token, apply bool) bool {
 	s := limitKeys[key.text]
 	if !isDigits(val.text) {
 		p.expected(val, "number")
+		if apply {
+			p.limitSet[key.text] = setting{key: key, val: val}
+		}
 		return false
 	}
 	n, err := strconv.Atoi(val.text)
-	if err != nil || n < s.min || n > s.max {
+	ok := err == nil && n >= s.min && n <= s.max
+	if !ok {
 		p.errorf(val, "%s %s out of range (%d to %d)", key.text, val.text, s.min, s.max)
-		return true
 	}
-	*s.p(&p.limits) = n
+	if apply {
+		p.limitSet[key.text] = setting{key: key, val: val, ok: ok}
+		if ok {
+			*s.p(&p.limits) = n
+		}
+	}
 	return true
 }
 
-func (p *parser) setFTP(key, val token) bool {
+// setFTP checks the value of an ftp key, and puts it in force when apply
+// is set. It returns false when the value is not valid.
+func (p *parser) setFTP(key, val token, apply bool) bool {
+	o := p.ftp
 	if key.text == "active-source-port" {
 		switch val.text {
 		case "20":
-			p.ftp.ActiveSourcePortAny = false
+			o.ActiveSourcePortAny = false
 		case "any":
-			p.ftp.ActiveSourcePortAny = true
+			o.ActiveSourcePortAny = true
 		default:
 			p.expected(val, "20 or any")
 			return false
 		}
-		return true
+	} else {
+		n, ok := parsePort(val.text)
+		if !ok || n == 0 {
+			p.expected(val, "port number 1 to 65535")
+			return false
+		}
+		o.MinDataPort = n
 	}
-	n, ok := parsePort(val.text)
-	if !ok || n == 0 {
-		p.expected(val, "port number 1 to 65535")
-		return false
+	if apply {
+		p.ftp = o
 	}
-	p.ftp.MinDataPort = n
 	return true
 }

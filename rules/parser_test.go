@@ -299,8 +299,14 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct{ src, want string }{
 		{head + "permit tcp from ! to any\n}", `test.rules:3:19: expected address, prefix, @set or any, found "to"`},
 		{head + "permit tcp from , to any\n}", `test.rules:3:17: expected address, prefix, @set or any, found ","`},
-		{head + "permit tcp from any to { ! }\n}", `test.rules:3:26: expected address, prefix, @set or "}", found "!"`},
-		{head + "permit tcp from @1x to any\n}", `test.rules:3:17: expected set name after "@", found "1x"`},
+		{head + "permit tcp from any to { ! }\n}", `test.rules:3:26: a negation inside a list: negate the whole list (!{ ... })`},
+		{head + "permit tcp from any to { 192.0.2.1 !192.0.2.2 }\n}", `test.rules:3:36: a negation inside a list: negate the whole list (!{ ... })`},
+		{head + "permit tcp from any to any port { 21 !22 }\n}", `test.rules:3:38: a negation inside a list: negate the whole list (!{ ... })`},
+		{head + "permit icmp type !echo-request\n}", `test.rules:3:18: icmp types cannot be negated: list the types to match`},
+		{head + "permit icmp type { echo-request !13 }\n}", `test.rules:3:33: expected icmp type name, number or "}", found "!"`},
+		{head + "permit tcp from !!192.0.2.1 to any\n}", `test.rules:3:18: expected address, prefix, @set or any, found "!"`},
+		{head + "permit tcp from @1x to any\n}", `test.rules:3:17: set name "1x" must start with a letter or _`},
+		{head + "permit tcp to any port @web$\n}", `test.rules:3:24: set name "web$" contains "$": names use letters, digits, _, - and .`},
 		{head + "permit tcp to any port @\n}", `test.rules:3:24: expected set name after "@", found end of line`},
 		{head + "permit tcp to any port { { }\n}", `test.rules:3:26: expected port number, range, @set or "}", found "{"`},
 		{head + "permit tcp to any port { }\n}", `test.rules:3:26: empty port list`},
@@ -312,21 +318,31 @@ func TestParseErrors(t *testing.T) {
 		{head + "permit icmp type { @x }\n}", `test.rules:3:20: expected icmp type name, number or "}", found "@x"`},
 		{head + "permit tcp log {\n}", `test.rules:3:16: expected end of line, found "{"`},
 		{head + "@x\n}", `test.rules:3:1: expected permit, deny or "}", found "@x"`},
-		{"interface wan eth0\nin wan default deny { }", "test.rules:1:11: interface wan has no `in on wan` block\n" + `test.rules:2:4: expected on, found "wan"`},
-		{"interface wan eth0\nin on { }", "test.rules:1:11: interface wan has no `in on wan` block\n" + `test.rules:2:7: expected interface name, found "{"`},
+		{"interface wan eth0\nin wan default deny { }", `test.rules:2:4: expected on, found "wan"`},
+		{"interface wan eth0\nin on { }", `test.rules:2:7: expected interface name, found "{"`},
 		{"interface wan eth0\nin on wan default deny x { }", `test.rules:2:24: expected log or "{", found "x"`},
 		{"interface wan eth0\nin on wan default deny log x { }", `test.rules:2:28: expected "{", found "x"`},
 		{"interface wan eth0 lan\nin on wan default deny { }", `test.rules:1:20: expected end of line, found "lan"`},
 		{"interface wan eth/0\nin on wan default deny { }", `test.rules:1:15: invalid device name "eth/0" (1 to 15 characters, no blanks, "/" or ":")`},
-		{"interface 0wan eth0", `test.rules:1:11: expected interface name, found "0wan"`},
+		{"interface 0wan eth0", `test.rules:1:11: interface name "0wan" must start with a letter or _`},
+		{"interface -wan eth0", `test.rules:1:11: interface name "-wan" must start with a letter or _`},
+		{"interface " + strings.Repeat("a", 65) + " eth0", `test.rules:1:11: interface name "` + strings.Repeat("a", 65) + `" is 65 characters long, at most 64 are allowed`},
+		{"interface w:an eth0", `test.rules:1:11: interface name "w:an" contains ":": names use letters, digits, _, - and .`},
+		{"interface wän eth0", `test.rules:1:11: interface name "wän" contains "ä": names use letters, digits, _, - and .`},
+		{"interface w\xffn eth0", `test.rules:1:11: interface name "w\xffn" contains "\xff": names use letters, digits, _, - and .`},
+		{"interface wan eth0\nin on 1wan default deny { }", `test.rules:2:7: interface name "1wan" must start with a letter or _`},
 		{"set { }", `test.rules:1:5: expected set name, found "{"`},
+		{"set 9s { 192.0.2.1 }", `test.rules:1:5: set name "9s" must start with a letter or _`},
+		{"ports web/tls { 443 }", `test.rules:1:7: set name "web/tls" contains "/": names use letters, digits, _, - and .`},
 		{"set a 192.0.2.1", `test.rules:1:7: expected "{", found "192.0.2.1"`},
-		{"set a { ! }", `test.rules:1:9: expected address, prefix, @set or "}", found "!"`},
+		{"set a { ! }", `test.rules:1:9: a set cannot hold a negation: negate where the set is used (!@a)`},
+		{"set a { !192.0.2.0/24 }", `test.rules:1:9: a set cannot hold a negation: negate where the set is used (!@a)`},
+		{"ports p { 21 !22 }", `test.rules:1:14: a set cannot hold a negation: negate where the set is used (!@p)`},
+		{"interface wan eth0 net !192.0.2.0/24 @x 1.2.3\nin on wan default deny { }", `test.rules:1:24: a net cannot be negated: list the networks behind interface wan`},
 		{"limits 5", `test.rules:1:8: expected "{", found "5"`},
 		{"limits { 5 }", `test.rules:1:10: expected sessions, half-open, half-open-per-host, expectations, ftp-line or "}", found "5"`},
 		{"limits { sessions }", `test.rules:1:19: expected value for sessions, found "}"`},
 		{"limits { sessions 99999999999999999999 }", `test.rules:1:19: sessions 99999999999999999999 out of range (1 to 67108864)`},
-		{"limits { half-open-per-host 9000 }", `test.rules:1:10: half-open-per-host 9000 exceeds half-open 8192`},
 		{"timeouts { tcp-idle -5s }", `test.rules:1:21: expected duration (like 30s, 5m or 1h), found "-5s"`},
 		{"timeouts { tcp-idle 1h", `test.rules:1:23: expected "}" to close timeouts opened at 1:10, found end of file`},
 		{"ftp { min-data-port 70000 }", `test.rules:1:21: expected port number 1 to 65535, found "70000"`},
@@ -346,5 +362,79 @@ func TestStrings(t *testing.T) {
 	}
 	if Permit.String() != "permit" || Deny.String() != "deny" {
 		t.Error("Action.String")
+	}
+}
+
+// typoBase is a correct rule file that TestOneMistakeOneError breaks in
+// one place at a time.
+const typoBase = `interface wan eth0
+interface lan eth1 net 192.0.2.0/24
+set srv { 192.0.2.10 }
+ports web { 80 443 }
+in on wan default deny log {
+    permit tcp from any to @srv port 21 inspect ftp
+}
+in on lan default deny {
+    permit tcp from 192.0.2.0/24 to any port @web
+}
+`
+
+// TestOneMistakeOneError makes one realistic mistake at a time in a
+// correct file (replacing every occurrence of a string) and checks that
+// it gives exactly one error: the parser
+// resynchronises, and what the broken statement would have declared is
+// not reported again as missing.
+func TestOneMistakeOneError(t *testing.T) {
+	mustParse(t, typoBase)
+	tests := []struct{ old, new, want string }{
+		// Negation where the language has none.
+		{"net 192.0.2.0/24", "net !192.0.2.0/24", "2:24: a net cannot be negated: list the networks behind interface lan"},
+		{"net 192.0.2.0/24", "net 192.0.2.0/24, !192.0.2.128/25", "2:38: a net cannot be negated: list the networks behind interface lan"},
+		{"{ 192.0.2.10 }", "{ !192.0.2.10 }", "3:11: a set cannot hold a negation: negate where the set is used (!@srv)"},
+		{"{ 80 443 }", "{ 80 !443 }", "4:16: a set cannot hold a negation: negate where the set is used (!@web)"},
+		{"from 192.0.2.0/24", "from { 192.0.2.0/24 !192.0.2.1 }", "9:36: a negation inside a list: negate the whole list (!{ ... })"},
+		// Bad names.
+		{"in on wan", "in on 1wan", `5:7: interface name "1wan" must start with a letter or _`},
+		{"to @srv", "to @s/rv", `6:28: set name "s/rv" contains "/": names use letters, digits, _, - and .`},
+		// A bad name is reported where it is declared, not where it is used.
+		{"lan", "1lan", `2:11: interface name "1lan" must start with a letter or _`},
+		{"srv", "s/rv", `3:5: set name "s/rv" contains "/": names use letters, digits, _, - and .`},
+		// Broken statements: what they declare is not missing again.
+		{"interface lan eth1", "interfce lan eth1", `2:1: expected interface, set, ports, in, timeouts, limits or ftp, found "interfce"`},
+		{"interface lan eth1 net", "interface lan net", `2:15: expected device name, found "net"`},
+		{"set srv", "st srv", `3:1: expected interface, set, ports, in, timeouts, limits or ftp, found "st"`},
+		{"ports web", "port web", `4:1: expected interface, set, ports, in, timeouts, limits or ftp, found "port"`},
+		{"set srv {", "set srv", `3:9: expected "{", found "192.0.2.10"`},
+		{"in on wan", "inn on wan", `5:1: expected interface, set, ports, in, timeouts, limits or ftp, found "inn"`},
+		{"in on lan", "in lan", `8:4: expected on, found "lan"`},
+		{"in on wan", "in on wna", "5:7: in on wna: no interface wna is declared (interface wan has no block)"},
+		{"in on lan default deny", "in on lan deny", `8:11: expected default, found "deny"`},
+		{"deny log {", "deny log", `5:27: expected "{", found end of line`},
+		{"deny log {", "deny log\n{", `5:27: expected "{", found end of line`},
+		{"deny {\n    permit tcp from 192", "deny\n    permit tcp from 192", `8:23: expected log or "{", found end of line`},
+		{"deny {\n    permit tcp from 192.0.2.0/24 to any port @web\n}", "deny\n}", `8:23: expected log or "{", found end of line`},
+		// Missing braces.
+		{"{ 192.0.2.10 }", "{ 192.0.2.10", `4:1: expected "}" to close set srv opened at 3:9, found "ports"`},
+		{"inspect ftp\n}", "inspect ftp\n", `8:1: expected "}" to close the block opened at 5:28, found "in"`},
+		{"port @web\n}", "port @web\n", `11:1: expected "}" to close the block opened at 8:24, found end of file`},
+		// Misspelt keywords, bad ports and prefixes.
+		{"from any to @srv", "form any to @srv", `6:16: expected from, to, inspect, log or end of line, found "form"`},
+		{"inspect ftp", "inpsect ftp", `6:41: expected inspect, log or end of line, found "inpsect"`},
+		{"permit tcp from 192", "permit tpc from 192", `9:12: expected protocol (tcp, udp, icmp, icmpv6 or any), found "tpc"`},
+		{"port 21", "port 70000", "6:38: port 70000 out of range (0 to 65535)"},
+		{"{ 80 443 }", "{ 80 443 99999 }", "4:20: port 99999 out of range (0 to 65535)"},
+		{"net 192.0.2.0/24", "net 192.0.2.0/33", "2:24: bad prefix 192.0.2.0/33: length must be 0 to 32"},
+		{"{ 192.0.2.10 }", "{ 192.0.2.10/24 }", "3:11: bad prefix 192.0.2.10/24: host bits set (the network is 192.0.2.0/24)"},
+		{"from 192.0.2.0/24", "from !192.0.2.0/33", "9:22: bad prefix 192.0.2.0/33: length must be 0 to 32"},
+	}
+	for _, tc := range tests {
+		src := strings.ReplaceAll(typoBase, tc.old, tc.new)
+		if src == typoBase {
+			t.Fatalf("%q not in the base file", tc.old)
+		}
+		_, err := Parse("test.rules", []byte(src))
+		if err == nil || err.Error() != "test.rules:"+tc.want {
+			t.Errorf("%q -> %q:\n got %v\nwant test.rules:%s", tc.old, tc.new, err, tc.want)
+		}
 	}
 }

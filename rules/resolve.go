@@ -13,17 +13,7 @@ import (
 // and positions. When the file has any problem the error is an ErrorList
 // holding all of them, and the Ruleset is nil.
 func Parse(filename string, src []byte) (*Ruleset, error) {
-	p := &parser{
-		file:      filename,
-		src:       src,
-		toks:      lex(src),
-		sets:      map[string]*setDecl{},
-		blockSeen: map[string]token{},
-		timeouts:  DefaultTimeouts(),
-		limits:    DefaultLimits(),
-		ftp:       DefaultFTPOptions(),
-		seen:      map[string]token{},
-	}
+	p := newParser(filename, src)
 	p.parse()
 	rs := p.resolve()
 	if len(p.errs) > 0 {
@@ -32,8 +22,25 @@ func Parse(filename string, src []byte) (*Ruleset, error) {
 	return rs, nil
 }
 
+// newParser returns a parser for src, the settings at their defaults.
+func newParser(filename string, src []byte) *parser {
+	return &parser{
+		file:      filename,
+		src:       src,
+		toks:      lex(src),
+		sets:      map[string]*setDecl{},
+		blockSeen: map[string]token{},
+		timeouts:  DefaultTimeouts(),
+		limits:    DefaultLimits(),
+		ftp:       DefaultFTPOptions(),
+		limitSet:  map[string]setting{},
+		lost:      map[string]bool{},
+	}
+}
+
 // resolve checks the declarations against each other and builds the Ruleset.
 func (p *parser) resolve() *Ruleset {
+	p.checkLimits()
 	rs := &Ruleset{
 		File:     p.file,
 		AddrSets: map[string][]netip.Prefix{},
@@ -53,7 +60,6 @@ func (p *parser) resolve() *Ruleset {
 			rs.PortSets[d.name] = d.resPorts
 		}
 	}
-	p.checkLimits()
 
 	// Interfaces and their networks.
 	owner := map[netip.Prefix]*ifaceDecl{}
@@ -73,17 +79,17 @@ func (p *parser) resolve() *Ruleset {
 
 	// Blocks and rules.
 	firstBlock := map[string]*blockDecl{}
+	var strays []*blockDecl // blocks for undeclared interfaces
 	for _, bd := range p.blocks {
 		itf := byName[bd.nameTok.text]
 		switch {
+		case itf == nil && p.lost[bd.nameTok.text]:
+			// The interface's broken statement has its error.
+		case itf == nil && nameProblem(bd.nameTok.text) != "":
+			p.errorf(bd.nameTok, "interface name %q %s", bd.nameTok.text, nameProblem(bd.nameTok.text))
+			p.headerLost = true // which interface was meant is unknown
 		case itf == nil:
-			hint := ""
-			for _, d := range p.ifaces {
-				if d.dev == bd.nameTok.text {
-					hint = fmt.Sprintf(" (%s is the device of interface %s)", d.dev, d.name)
-				}
-			}
-			p.errorf(bd.nameTok, "in on %s: no interface %s is declared%s", bd.nameTok.text, bd.nameTok.text, hint)
+			strays = append(strays, bd)
 		case firstBlock[itf.Name] != nil:
 			p.errorf(bd.inTok, "second block for interface %s (the first is at %s)", itf.Name, p.where(firstBlock[itf.Name].inTok))
 			itf = nil
@@ -110,34 +116,103 @@ func (p *parser) resolve() *Ruleset {
 			rs.Blocks = append(rs.Blocks, b)
 		}
 	}
-	for _, d := range p.ifaces {
-		if firstBlock[d.name] == nil {
-			p.errorf(d.nameTok, "interface %s has no `in on %s` block", d.name, d.name)
-		}
-	}
+	p.checkBlockless(firstBlock, strays)
 	for _, b := range rs.Blocks {
 		b.compile()
 	}
 	return rs
 }
 
-// checkLimits checks that the limits are consistent with each other.
-func (p *parser) checkLimits() {
-	l := p.limits
-	at := func(key string) token {
-		if t, ok := p.seen["limits "+key]; ok {
-			return t
+// checkBlockless reports the blocks for undeclared interfaces (strays) and
+// the interfaces without a block. A stray block is likely meant for an
+// interface without one (a misspelt name): its error names those
+// interfaces, which are then not reported on their own; nor are they when
+// a broken block header hides which interface it was for.
+func (p *parser) checkBlockless(firstBlock map[string]*blockDecl, strays []*blockDecl) {
+	var blockless []*ifaceDecl
+	var names []string
+	for _, d := range p.ifaces {
+		if firstBlock[d.name] == nil && !p.lost[d.name] {
+			blockless = append(blockless, d)
+			names = append(names, d.name)
 		}
-		return p.blockSeen["limits"]
 	}
-	if _, set := p.blockSeen["limits"]; !set {
+	for _, bd := range strays {
+		name := bd.nameTok.text
+		hint := ""
+		for _, d := range p.ifaces {
+			if d.dev == name {
+				hint = fmt.Sprintf(" (%s is the device of interface %s)", d.dev, d.name)
+			}
+		}
+		switch {
+		case hint != "":
+		case len(names) == 1:
+			hint = fmt.Sprintf(" (interface %s has no block)", names[0])
+		case len(names) > 1:
+			hint = fmt.Sprintf(" (interfaces %s have no block)", strings.Join(names, ", "))
+		}
+		p.errorf(bd.nameTok, "in on %s: no interface %s is declared%s", name, name, hint)
+	}
+	if len(strays) > 0 || p.headerLost {
 		return
 	}
-	if l.HalfOpen > l.Sessions {
-		p.errorf(at("half-open"), "half-open %d exceeds sessions %d", l.HalfOpen, l.Sessions)
+	for _, d := range blockless {
+		p.errorf(d.nameTok, "interface %s has no `in on %s` block", d.name, d.name)
 	}
-	if l.HalfOpenPerHost > l.HalfOpen {
-		p.errorf(at("half-open-per-host"), "half-open-per-host %d exceeds half-open %d", l.HalfOpenPerHost, l.HalfOpen)
+}
+
+// checkLimits checks the limits the file sets against each other, and
+// fits the defaults of the keys it leaves out to them: half-open may not
+// exceed sessions, nor half-open-per-host half-open. A default moves only
+// as far as the keys given require (`sessions 100` lowers half-open to
+// 100, `half-open 300000` raises sessions to 300000), so only values the
+// file gives can conflict; the error stands at the key that must be the
+// smaller and quotes both values as written.
+func (p *parser) checkLimits() {
+	s, sSet := p.limitSet["sessions"]
+	h, hSet := p.limitSet["half-open"]
+	ph, phSet := p.limitSet["half-open-per-host"]
+	l := &p.limits
+	bad := sSet && !s.ok || hSet && !h.ok || phSet && !ph.ok
+	// conflict reports small above big when both values are valid (a bad
+	// value has its error already; comparing with it says nothing).
+	conflict := func(small, big setting, above bool) {
+		if !above || !small.ok || !big.ok {
+			return
+		}
+		p.errorf(small.key, "%s %s exceeds %s %s (set at %d:%d)",
+			small.key.text, small.val.text, big.key.text, big.val.text, big.key.line, big.key.col)
+		bad = true
+	}
+	if sSet && hSet {
+		conflict(h, s, l.HalfOpen > l.Sessions)
+	}
+	if hSet && phSet {
+		conflict(ph, h, l.HalfOpenPerHost > l.HalfOpen)
+	}
+	if sSet && !hSet && phSet {
+		conflict(ph, s, l.HalfOpenPerHost > l.Sessions) // no half-open fits between
+	}
+	if bad {
+		return // the file is refused: nothing to fit
+	}
+	if !sSet {
+		if hSet {
+			l.Sessions = max(l.Sessions, l.HalfOpen)
+		}
+		if phSet {
+			l.Sessions = max(l.Sessions, l.HalfOpenPerHost)
+		}
+	}
+	if !hSet {
+		l.HalfOpen = min(l.HalfOpen, l.Sessions)
+		if phSet {
+			l.HalfOpen = max(l.HalfOpen, l.HalfOpenPerHost)
+		}
+	}
+	if !phSet {
+		l.HalfOpenPerHost = min(l.HalfOpenPerHost, l.HalfOpen)
 	}
 }
 
@@ -146,8 +221,14 @@ func (p *parser) checkLimits() {
 func (p *parser) lookupSet(t token, kind setKind) *setDecl {
 	d := p.sets[t.text]
 	switch {
+	case d == nil && p.lost[t.text]:
+		return nil // the set's broken statement has its error
 	case d == nil:
-		p.errorf(t, "undefined set @%s", t.text)
+		if why := nameProblem(t.text); why != "" {
+			p.errorf(t, "set name %q %s", t.text, why)
+		} else {
+			p.errorf(t, "undefined set @%s", t.text)
+		}
 		return nil
 	case d.kind != kind:
 		p.errorf(t, "@%s is %s, expected %s", t.text, d.kind.withArticle(), kind.withArticle())

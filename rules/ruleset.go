@@ -42,7 +42,8 @@ type Ruleset struct {
 	// PortSets maps each port set's name to its resolved ranges (nested
 	// sets expanded, sorted, overlapping ranges merged).
 	PortSets map[string][]PortRange
-	// Timeouts, Limits and FTP hold the file's settings, defaults filled in.
+	// Timeouts, Limits and FTP hold the file's settings, defaults filled
+	// in (the defaults of limits fitted to the limits the file sets).
 	Timeouts Timeouts
 	Limits   Limits
 	FTP      FTPOptions
