@@ -92,15 +92,15 @@ func parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int) {
 		if code := parseFlags(fs, args); code >= 0 {
 			return nil, code
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), -1 // "--" ended the flags
+		}
+		if len(rest) == 0 {
 			return pos, -1
 		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), -1
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }
 

@@ -34,6 +34,7 @@ func commands() []command {
 		{"reload", "make the daemon re-read its rule file", cmdReload},
 		{"completion", "print a bash or zsh completion script", cmdCompletion},
 		{"version", "print the version", cmdVersion},
+		{"help", "describe a command, or list them", cmdHelp},
 	}
 }
 
@@ -41,21 +42,37 @@ func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// dispatch runs the command args name and returns the exit code: 0, 1
+// when the command failed, 2 for usage errors. Help that was asked for
+// goes to stdout, usage errors to stderr.
 func dispatch(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	stderr = &output{Writer: stderr, stdout: stdout}
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		name = "help"
+	case "-version", "--version":
+		name = "version"
 	}
-	fmt.Fprintf(stderr, "inspectd: unknown command %q (try 'inspectd help')\n", args[0])
+	if c, ok := lookup(name); ok {
+		return c.run(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "inspectd: unknown command %q (try 'inspectd help')\n", name)
 	return 2
+}
+
+// lookup finds the command called name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 func usage(w io.Writer) {
@@ -64,10 +81,47 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\n'inspectd COMMAND --help' describes a command's flags.")
+	fmt.Fprintln(w, "\n'inspectd help COMMAND' or 'inspectd COMMAND --help' describes a command and its flags.")
+}
+
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("help", "[COMMAND]", `Describes COMMAND and its flags, as 'inspectd COMMAND --help' does, or
+lists the commands.
+
+Examples:
+  inspectd help
+  inspectd help replay | less`, stderr)
+	pos, code := parseArgs(fs, args)
+	if code >= 0 {
+		return code
+	}
+	switch len(pos) {
+	case 0:
+		usage(stdout)
+		return 0
+	case 1:
+		if c, ok := lookup(pos[0]); ok {
+			return c.run([]string{"--help"}, stdout, stderr)
+		}
+		return usageError(fs, stderr, "unknown command %q", pos[0])
+	}
+	return usageError(fs, stderr, "want at most one command")
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "", `Prints the version of this binary. The live commands note when the daemon
+runs another version.
+
+Examples:
+  inspectd version
+  inspectd --version`, stderr)
+	pos, code := parseArgs(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", pos[0])
+	}
 	fmt.Fprintf(stdout, "inspectd %s\n", version)
 	return 0
 }

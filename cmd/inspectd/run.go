@@ -35,22 +35,23 @@ Examples:
 	fs.StringVar(&o.SocketGroup, "socket-group", "", "make the control socket mode 0660 and owned by `GROUP`, whose members may use the CLI (default: root only)")
 	fs.StringVar(&o.Metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9163 (default: off)")
 	o.Version = version
-	if code := parseFlags(fs, args); code >= 0 {
+	pos, code := parseArgs(fs, args)
+	if code >= 0 {
 		return code
 	}
-	if o.RulesFile == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return 2
+	switch {
+	case o.RulesFile == "":
+		return usageError(fs, stderr, "--rules FILE is required")
+	case len(pos) != 0:
+		return usageError(fs, stderr, "unexpected argument %q", pos[0])
 	}
 	if *queue > 65535 {
-		fmt.Fprintln(stderr, "inspectd run: --queue must be 0..65535")
-		return 2
+		return usageError(fs, stderr, "--queue must be 0..65535")
 	}
 	o.FirstQueue = uint16(*queue)
 	m, err := strconv.ParseUint(*mark, 0, 32)
 	if err != nil || m == 0 || m&(m-1) != 0 {
-		fmt.Fprintf(stderr, "inspectd run: --mark must be a single bit such as 0x10000000, not %q\n", *mark)
-		return 2
+		return usageError(fs, stderr, "--mark must be a single bit such as 0x10000000, not %q", *mark)
 	}
 	o.Mark = uint32(m)
 	o.Stdout = stdout

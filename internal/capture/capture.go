@@ -2,7 +2,8 @@
 // nanosecond timestamps, either byte order) and pcapng (any number of
 // interfaces, each with its own link type and name), plain or
 // gzip-compressed. The format is recognised by its magic number, never
-// by the file name.
+// by the file name. Link types are passed on as the file gives them,
+// except DLT_RAW's platform values 12 and 14, which become LinkTypeRaw.
 //
 // Reading is done by gopacket's pcapgo readers; this package detects the
 // format, keeps the packet numbers, and turns their errors into messages
@@ -32,7 +33,8 @@ type Frame struct {
 	// Time is the capture timestamp (UTC; zero for pcapng simple packet
 	// blocks, which carry none).
 	Time time.Time
-	// Link is the link type of the interface the packet was captured on.
+	// Link is the link type of the interface the packet was captured on,
+	// LinkTypeRaw for the DLT_RAW values 12 and 14 (see linkType).
 	Link layers.LinkType
 	// Interface is the pcapng interface name, "" when the file gives none
 	// (always "" for pcap files).
@@ -155,7 +157,7 @@ func (r *Reader) Next() (Frame, error) {
 	r.n++
 	f := Frame{Data: data, Time: ci.Timestamp, Index: r.n}
 	if r.pcap != nil {
-		f.Link = r.pcap.LinkType()
+		f.Link = linkType(r.pcap.LinkType())
 		return f, nil
 	}
 	// pcapgo checked the interface index when it read the packet block.
@@ -164,8 +166,24 @@ func (r *Reader) Next() (Frame, error) {
 		r.err = fmt.Errorf("%s: packet %d: %w", r.name, r.n, err)
 		return Frame{}, r.err
 	}
-	f.Link, f.Interface = intf.LinkType, intf.Name
+	f.Link, f.Interface = linkType(intf.LinkType), intf.Name
 	return f, nil
+}
+
+// DLT_RAW's values: some tools write the platform's DLT value instead of
+// LINKTYPE_RAW (101), 12 on most systems and 14 on OpenBSD.
+const (
+	dltRaw        layers.LinkType = 12
+	dltRawOpenBSD layers.LinkType = 14
+)
+
+// linkType returns the link type a file gives, with DLT_RAW's platform
+// values turned into LinkTypeRaw: raw IP, as Wireshark reads them.
+func linkType(t layers.LinkType) layers.LinkType {
+	if t == dltRaw || t == dltRawOpenBSD {
+		return layers.LinkTypeRaw
+	}
+	return t
 }
 
 // Close releases the reader, and closes the file when Open opened it.

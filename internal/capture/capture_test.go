@@ -339,6 +339,48 @@ func TestPcapVariants(t *testing.T) {
 	}
 }
 
+// TestDLTRaw checks that DLT_RAW's platform values, 12 and 14, read as
+// LinkTypeRaw in pcap and pcapng files, and that other link types are
+// passed on as they are.
+func TestDLTRaw(t *testing.T) {
+	for _, tc := range []struct{ file, want layers.LinkType }{
+		{12, layers.LinkTypeRaw},
+		{14, layers.LinkTypeRaw},
+		{layers.LinkTypeRaw, layers.LinkTypeRaw},
+		{layers.LinkTypeIEEE802_11, layers.LinkTypeIEEE802_11},
+	} {
+		pcap := pcapFile(binary.LittleEndian, false)
+		binary.LittleEndian.PutUint32(pcap[20:], uint32(tc.file))
+		var ng bytes.Buffer
+		w, err := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "tun0", LinkType: tc.file, SnapLength: 65535}, pcapgo.NgWriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkt := testPackets()[0]
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: t0, CaptureLength: len(pkt), Length: len(pkt)}, pkt); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for _, data := range [][]byte{pcap, ng.Bytes()} {
+			r, err := NewReader(bytes.NewReader(data), "dlt.pcap")
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames := readAll(t, r)
+			if len(frames) == 0 {
+				t.Fatalf("link type %d: no frames", tc.file)
+			}
+			for _, f := range frames {
+				if f.Link != tc.want {
+					t.Errorf("link type %d in the file: frame %d has %d, want %d", tc.file, f.Index, f.Link, tc.want)
+				}
+			}
+		}
+	}
+}
+
 func TestDataReused(t *testing.T) {
 	// Documented behaviour: Data is only valid until the next call. Check
 	// that reading does not allocate a buffer per packet.

@@ -2,9 +2,12 @@ package replay
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -139,4 +142,74 @@ func (x *expectIndex) lookup(n int) *Expectation {
 		return nil
 	}
 	return &x.exp[best]
+}
+
+// packets names the packets an expectation with a number or range is for:
+// "packet 12", "packets 13-40".
+func (e *Expectation) packets() string {
+	if e.First == e.Last {
+		return fmt.Sprintf("packet %d", e.First)
+	}
+	return fmt.Sprintf("packets %d-%d", e.First, e.Last)
+}
+
+// ExpectFile is an expected-verdicts file being written (Options.
+// WriteExpect). It is written to a temporary file in the same directory
+// and appears at its path only when Commit is called: a replay that stops
+// half-way leaves neither a partial file that looks complete nor a
+// damaged older one.
+type ExpectFile struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+}
+
+// CreateExpectFile starts writing the expected-verdicts file at path. It
+// fails at once when the file could not be created there.
+func CreateExpectFile(path string) (*ExpectFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // pe names the temporary file
+		}
+		return nil, fmt.Errorf("cannot create %s: %w", path, err)
+	}
+	// os.CreateTemp makes the file private; a golden file is for sharing.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("cannot create %s: %w", path, err)
+	}
+	return &ExpectFile{path: path, f: f, w: bufio.NewWriter(f)}, nil
+}
+
+// Write adds p to the file; errors are also returned by Commit.
+func (x *ExpectFile) Write(p []byte) (int, error) { return x.w.Write(p) }
+
+// Commit finishes the file and moves it to its path, replacing any file
+// there.
+func (x *ExpectFile) Commit() error {
+	err := x.w.Flush()
+	if err == nil {
+		err = x.f.Sync()
+	}
+	if cerr := x.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(x.f.Name(), x.path)
+	}
+	if err != nil {
+		os.Remove(x.f.Name())
+		return fmt.Errorf("writing %s: %w", x.path, err)
+	}
+	return nil
+}
+
+// Discard drops what was written; the file at the path, if any, stays as
+// it was.
+func (x *ExpectFile) Discard() {
+	x.f.Close()
+	os.Remove(x.f.Name())
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/inspectd/inspectd/conntrack"
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/capture"
@@ -52,7 +54,44 @@ type Packet struct {
 	Reason  string    `json:"reason"`
 	Rule    string    `json:"rule"`
 	Session uint64    `json:"session"`
+	// Events is what else the engine reported while it judged the
+	// packet, in order; absent when nothing.
+	Events []Event `json:"events,omitempty"`
 }
+
+// Event is something the engine reported while it judged a packet,
+// besides the verdict: an inspector's note (AUTH TLS seen, a malformed
+// PORT ignored, ...), or an expectation (the hole an inspector opens for
+// a data connection) added, used or expired.
+type Event struct {
+	// Kind is "note", "expect-add", "expect-use" or "expect-expire" (the
+	// names of the inspect.EventKind values).
+	Kind string `json:"kind"`
+	// Reason is the note, or what the expectation is for ("ftp PASV").
+	Reason string `json:"reason"`
+	// Expect describes the expectation, for the expect-* kinds.
+	Expect *inspect.ExpectInfo `json:"expect,omitempty"`
+}
+
+// String formats the event for the text report, e.g.
+// "expect-add x1 of s1 (ftp PASV): tcp 198.51.100.2:any > 192.0.2.10:30050 until 12:00:01.000000".
+func (e Event) String() string {
+	x := e.Expect
+	if x == nil {
+		return e.Kind + ": " + e.Reason
+	}
+	s := fmt.Sprintf("%s x%d of s%d (%s): %s %s > %s", e.Kind, x.ID, x.Parent, x.What, x.Proto, x.Src, x.Dst)
+	switch e.Kind {
+	case inspect.ExpectAdd.String():
+		s += " until " + x.Expires.UTC().Format(timeFormat)
+	case inspect.ExpectExpire.String():
+		s += ", unused"
+	}
+	return s
+}
+
+// timeFormat is how the text report prints times (in UTC).
+const timeFormat = "15:04:05.000000"
 
 // Summary totals a replay.
 type Summary struct {
@@ -71,13 +110,20 @@ type Summary struct {
 		Used    int `json:"used"`
 		Expired int `json:"expired"`
 	} `json:"expectations"`
+	// Mismatches counts the packets that got another verdict than
+	// expected and the expected-verdicts lines that name packets beyond
+	// the end of the capture.
 	Mismatches int `json:"mismatches"`
+	beyond     int // the second kind of mismatch
 }
 
 // ErrMismatch is returned when packets got other verdicts than expected.
 var ErrMismatch = errors.New("verdicts differ from the expected ones")
 
-// Run replays one capture file and writes the report to out.
+// Run replays one capture file and writes the report to out. A capture
+// that cannot be read to its end (cut short, damaged, or with a link type
+// replay does not read) gives an error; the summary of the packets read
+// before it is still written, when there are any.
 func Run(path string, opt Options, out io.Writer) (*Summary, error) {
 	r, err := capture.Open(path)
 	if err != nil {
@@ -95,23 +141,42 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 	sum := &Summary{Capture: name, Verdicts: map[string]int{}}
 	sum.Sessions.ByALG = map[string]int{}
 	eng := inspect.New(opt.Rules, inspect.Options{PickUp: opt.PickUp, GapRecovery: opt.GapRecovery})
-	eng.Subscribe(func(ev inspect.Event) { sum.count(ev) })
+	var events []Event // those of the packet being judged
+	eng.Subscribe(func(ev inspect.Event) {
+		sum.count(ev)
+		switch ev.Kind {
+		case inspect.Note, inspect.ExpectAdd, inspect.ExpectUse, inspect.ExpectExpire:
+			events = append(events, Event{Kind: ev.Kind.String(), Reason: ev.Reason, Expect: ev.Expect})
+		}
+	})
 	dec := decode.NewDecoder()
 	var pkt decode.Packet
 	expected := newExpectIndex(opt.Expect)
 	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false) // "a > b" as it is
 	lastProgress := time.Now()
+	var readErr error
+	link, linkOK := layers.LinkType(0), false // the last link type checked
 	for {
 		f, err := src.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return sum, err
+			readErr = err
+			break
 		}
+		if !linkOK || f.Link != link {
+			if link, linkOK = f.Link, supportedLink(f.Link); !linkOK {
+				readErr = unsupportedLink(name, f)
+				break
+			}
+		}
+		events = nil
 		in := interfaceOf(opt.Rules, f.Interface, dec, f, &pkt)
 		v := eng.ProcessFrame(f.Link, f.Data, inspect.Meta{Time: f.Time, In: in})
-		rec := Packet{Packet: f.Index, Time: f.Time, In: in, Verdict: verdictWord(v), Reason: v.Reason, Rule: v.Rule, Session: v.Session}
+		rec := Packet{Packet: f.Index, Time: f.Time, In: in, Verdict: verdictWord(v), Reason: v.Reason,
+			Rule: v.Rule, Session: v.Session, Events: events}
 		if dec.Frame(f.Link, f.Data, &pkt) == nil {
 			rec.Summary = describe(&pkt)
 		} else {
@@ -143,6 +208,9 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 			}
 		case !opt.Quiet:
 			fmt.Fprintln(out, formatLine(&rec))
+			for _, ev := range rec.Events {
+				fmt.Fprintln(out, eventIndent+ev.String())
+			}
 		}
 		if mismatch != "" && !opt.JSON {
 			fmt.Fprintln(out, mismatch)
@@ -158,6 +226,22 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 	if opt.Progress != nil && sum.Packets > 0 {
 		fmt.Fprintf(opt.Progress, "\r%s: %d packets\n", name, sum.Packets)
 	}
+	if readErr == nil {
+		// Lines for packets the capture lacks are mistakes: a wrong
+		// capture, or one cut shorter than when the file was written.
+		for _, e := range opt.Expect {
+			if e.First == 0 || e.Last <= sum.Packets {
+				continue
+			}
+			sum.Mismatches++
+			sum.beyond++
+			if !opt.JSON {
+				fmt.Fprintf(out, "MISMATCH line %d: expected %s, but the capture has %s\n", e.Line, e.packets(), plural(sum.Packets, "packet", "packets"))
+			}
+		}
+	} else if sum.Packets == 0 {
+		return sum, readErr
+	}
 	if opt.JSON {
 		if err := enc.Encode(map[string]*Summary{"summary": sum}); err != nil {
 			return sum, err
@@ -165,10 +249,64 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 	} else {
 		sum.print(out)
 	}
+	if readErr != nil {
+		return sum, readErr
+	}
 	if sum.Mismatches > 0 {
-		return sum, fmt.Errorf("%s: %d packets: %w", name, sum.Mismatches, ErrMismatch)
+		return sum, fmt.Errorf("%s: %s: %w", name, plural(sum.Mismatches, "mismatch", "mismatches"), ErrMismatch)
 	}
 	return sum, nil
+}
+
+// eventIndent starts the line of an event, under the packet's line.
+const eventIndent = "       "
+
+// linkTypes are the link types that the decoder reads, with their names
+// for messages.
+var linkTypes = []struct {
+	t    layers.LinkType
+	name string
+}{
+	{layers.LinkTypeNull, "BSD loopback"},
+	{layers.LinkTypeEthernet, "Ethernet"},
+	{layers.LinkTypeRaw, "raw IP, also as 12 or 14"},
+	{layers.LinkTypeLoop, "OpenBSD loopback"},
+	{layers.LinkTypeLinuxSLL, "Linux cooked"},
+	{layers.LinkTypeIPv4, "raw IPv4"},
+	{layers.LinkTypeIPv6, "raw IPv6"},
+	{layers.LinkTypeLinuxSLL2, "Linux cooked v2"},
+}
+
+func supportedLink(t layers.LinkType) bool {
+	for _, l := range linkTypes {
+		if l.t == t {
+			return true
+		}
+	}
+	return false
+}
+
+// unsupportedLink is the error for frame f, whose link type replay does
+// not read.
+func unsupportedLink(name string, f capture.Frame) error {
+	where := ""
+	if f.Interface != "" {
+		where = " (interface " + f.Interface + ")"
+	}
+	known := make([]string, len(linkTypes))
+	for i, l := range linkTypes {
+		known[i] = fmt.Sprintf("%d (%s)", l.t, l.name)
+	}
+	return fmt.Errorf("%s: packet %d%s: link type %d is not supported; replay reads link types %s",
+		name, f.Index, where, uint16(f.Link), strings.Join(known, ", "))
+}
+
+// plural returns n and the noun: "1 packet", "2 packets".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func (s *Summary) count(ev inspect.Event) {
@@ -193,7 +331,7 @@ func (s *Summary) count(ev inspect.Event) {
 }
 
 func (s *Summary) print(w io.Writer) {
-	fmt.Fprintf(w, "\n%s: %d packets, %d accepted, %d dropped\n", s.Capture, s.Packets, s.Accepted, s.Dropped)
+	fmt.Fprintf(w, "\n%s: %s, %d accepted, %d dropped\n", s.Capture, plural(s.Packets, "packet", "packets"), s.Accepted, s.Dropped)
 	keys := make([]string, 0, len(s.Verdicts))
 	for k := range s.Verdicts {
 		keys = append(keys, k)
@@ -213,8 +351,11 @@ func (s *Summary) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nexpectations: %d added, %d used, %d expired\n",
 		s.Expectations.Added, s.Expectations.Used, s.Expectations.Expired)
-	if s.Mismatches > 0 {
-		fmt.Fprintf(w, "MISMATCHES: %d packets got another verdict than expected\n", s.Mismatches)
+	if n := s.Mismatches - s.beyond; n > 0 {
+		fmt.Fprintf(w, "MISMATCHES: %s got another verdict than expected\n", plural(n, "packet", "packets"))
+	}
+	if s.beyond > 0 {
+		fmt.Fprintf(w, "MISMATCHES: expected verdicts for packets beyond the end of the capture (%s)\n", plural(s.beyond, "line", "lines"))
 	}
 }
 
@@ -259,7 +400,7 @@ func formatLine(r *Packet) string {
 	if in == "" {
 		in = "?"
 	}
-	return fmt.Sprintf("%6d %s %-6s %-58s %-6s %-5s %s  %s", r.Packet, r.Time.UTC().Format("15:04:05.000000"),
+	return fmt.Sprintf("%6d %s %-6s %-58s %-6s %-5s %s  %s", r.Packet, r.Time.UTC().Format(timeFormat),
 		in, r.Summary, r.Verdict, sess, rule, r.Reason)
 }
 

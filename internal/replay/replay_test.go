@@ -43,6 +43,10 @@ var goldens = []golden{
 	{"ftp_ipv4.pcap", "zeek4.rules", 95, 1, 4},
 	// IPv6; the EPSV data connection is not in the capture.
 	{"ftp_ipv6-multiline-reply.pcap", "zeek6.rules", 50, 1, 0},
+	// Loopback: AUTH TLS stops the inspection (a note); fake commands
+	// and replies open nothing (notes).
+	{"ftp_ftp-auth-tls.pcap", "loopback.rules", 84, 1, 0},
+	{"ftp_fake-long-commands.pcap", "loopback.rules", 40, 1, 0},
 	{"output-eve-tftp-01.pcap", "tftp.rules", 99, 1, 1},
 	{"tftp-tx-handling-wrq.pcap", "tftp.rules", 100, 1, 1},
 	{"tcpdump-tftp.pcap", "tftp.rules", 7, 1, 1},
@@ -227,8 +231,12 @@ func TestJSONShape(t *testing.T) {
 	}
 	wantKeys := []string{"in", "packet", "reason", "rule", "session", "summary", "time", "verdict"}
 	for i, m := range lines[:g.packets] {
-		if got := keys(m); !reflect.DeepEqual(got, wantKeys) {
-			t.Fatalf("packet line %d has keys %v, want %v", i+1, got, wantKeys)
+		want := wantKeys
+		if i < 2 { // the RRQ opens an expectation, the reply uses it
+			want = append([]string{"events"}, wantKeys...)
+		}
+		if got := keys(m); !reflect.DeepEqual(got, want) {
+			t.Fatalf("packet line %d has keys %v, want %v", i+1, got, want)
 		}
 		var p Packet
 		if err := json.Unmarshal(mustJSON(t, m), &p); err != nil {
@@ -240,6 +248,19 @@ func TestJSONShape(t *testing.T) {
 		if (i == 0) != (p.Rule == "testdata/tftp.rules:12") {
 			t.Errorf("packet line %d: rule %q", i+1, p.Rule)
 		}
+	}
+	for i, kind := range []string{"expect-add", "expect-use"} {
+		var evs []Event
+		if err := json.Unmarshal(lines[i]["events"], &evs); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].Kind != kind || evs[0].Expect == nil || evs[0].Expect.What != "tftp RRQ" {
+			t.Errorf("packet line %d: events %s, want one %s of the RRQ's expectation", i+1, lines[i]["events"], kind)
+		}
+	}
+	// Summaries are tcpdump's "a > b", not "a \u003e b".
+	if !strings.Contains(string(lines[0]["summary"]), " > ") {
+		t.Errorf("summary %s lacks a literal '>'", lines[0]["summary"])
 	}
 	if i := g.packets - 1; string(lines[1]["reason"]) != `"related"` || string(lines[i]["reason"]) != `"session"` {
 		t.Errorf("reasons %s, %s; want related, session", lines[1]["reason"], lines[i]["reason"])
