@@ -301,6 +301,9 @@ loop:
 func loadRules(log *zap.Logger, path string) (*rules.Ruleset, error) {
 	rs, err := rules.ParseFile(path)
 	if err == nil {
+		if len(rs.Blocks) == 0 {
+			log.Warn("the rules have no 'in on INTERFACE' block: all forwarded traffic is dropped", zap.String("file", path))
+		}
 		return rs, nil
 	}
 	var list rules.ErrorList

@@ -66,6 +66,20 @@ func TestRunRefusesBadRules(t *testing.T) {
 	}
 }
 
+// TestLoadRulesWarnsDropAll checks that a valid rule file without any
+// block, which drops all forwarded traffic, is loaded with a warning.
+func TestLoadRulesWarnsDropAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.rules")
+	writeRules(t, path, "# nothing yet\n")
+	core, logs := observer.New(zap.DebugLevel)
+	if _, err := loadRules(zap.New(core), path); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessageSnippet("all forwarded traffic is dropped").Len() != 1 {
+		t.Errorf("no warning for a file without blocks: %v", logs.All())
+	}
+}
+
 func TestRunBadOptions(t *testing.T) {
 	if err := Run(context.Background(), Options{RulesFile: "x", Queues: -1}); err == nil {
 		t.Error("Run accepted -1 queues")

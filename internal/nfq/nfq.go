@@ -354,10 +354,13 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 
 // recv is the RawConn read callback: one recvmmsg without blocking.
 //
-// recv and send make raw system calls: neither can block (the socket is
-// read with MSG_DONTWAIT, and a netlink message to the kernel is handled
-// within the write), so the scheduler need not be told of them; told, it
-// may hand the worker's P to another thread during a long reinjection.
+// recv and send make raw system calls: neither waits for I/O (the socket
+// is read with MSG_DONTWAIT, and a netlink message to the kernel is
+// handled within the write; only a kernel memory allocation under
+// pressure may sleep briefly), so the scheduler need not be told of them;
+// told, it may hand the worker's P to another thread during a long
+// reinjection. The price: while one runs, its thread cannot stop for the
+// garbage collector, which waits for it.
 // Measured in the lab's connection-rate benchmark: about 3 % more
 // connections per second (BENCHMARKS.md), and the runtime's monitor
 // thread went from about 10 % to 3 % of the daemon's samples.
