@@ -22,7 +22,8 @@ type Expectation struct {
 	Created   time.Time
 	Expires   time.Time
 	gone      bool
-	heapIndex int // position of its timer in the table's heap; -1 when none
+	heapIndex int      // position of its timer in the table's heap; -1 when none
+	owner     *Session // the session Parent names
 }
 
 // String describes the expectation for people.
@@ -69,7 +70,7 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 		Src: x.Src, SrcPort: x.SrcPort, Dst: x.Dst, DstPort: x.DstPort,
 		What: x.What, Inspector: name,
 		Created: time.Unix(0, n), Expires: time.Unix(0, n+int64(x.Timeout)),
-		heapIndex: -1,
+		heapIndex: -1, owner: parent,
 	}
 	t.nextID += t.cfg.IDStride
 	t.expects[k] = e

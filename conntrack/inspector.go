@@ -45,6 +45,11 @@ type Result struct {
 	// packet (it is then logged as an event, e.g. "ftp: AUTH TLS accepted,
 	// inspection stops"). Empty when there is nothing to say.
 	Reason string
+	// Class, when set, is what a drop is counted under: Reason without
+	// the specifics a peer chose (addresses, ports, bytes it sent), so
+	// that the engine's drop counters stay bounded whatever peers send.
+	// Empty when Reason is fixed text.
+	Class string
 	// Expect, when HasExpect is set, is a data connection to open: the
 	// engine adds it to the table owned by this session.
 	Expect    Expect

@@ -35,9 +35,8 @@ func (s State) String() string {
 // Session is one tracked flow. Key is the original direction: Key.Src is
 // the initiator (the client), Key.Dst the responder.
 type Session struct {
-	ID     uint64
-	Key    Key
-	Parent uint64 // ID of the session whose inspector expected this one; 0 if none
+	ID  uint64
+	Key Key
 	// Rule is the index of the rule that permitted the session in its
 	// ruleset, or -1 for a related session opened by an expectation.
 	Rule int32
@@ -52,9 +51,9 @@ type Session struct {
 	// PickedUp is set for a TCP session picked up in the middle of its
 	// life (no handshake seen).
 	PickedUp bool
-	gone     bool   // removed from the table
-	halfOpen bool   // counted among the half-open sessions
-	armed    uint32 // Unix second of the earliest pending expiry timer; 0 when none
+	gone     bool  // removed from the table
+	halfOpen bool  // counted among the half-open sessions
+	timerPos int32 // position of its timer in the table's heap; -1 when it has none
 
 	// Inspector is the session's ALG, or nil.
 	Inspector Inspector
@@ -80,6 +79,7 @@ func (s *Session) dirOf(k Key) Dir {
 // scheme of Guido van Rooij's "Real Stateful TCP Packet Filtering".
 type tcpPeer struct {
 	end    uint32 // highest sequence number sent + length (next expected)
+	acked  uint32 // highest acknowledgement of its data the other side sent
 	maxEnd uint32 // highest ack + window advertised by the other side
 	maxWin uint32 // largest (scaled) window this peer advertised
 	scale  uint8  // window scale this peer uses

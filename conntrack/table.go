@@ -96,6 +96,8 @@ type Table struct {
 
 	expects  map[expectKey]*Expectation
 	byParent map[uint64][]*Expectation
+	// parents links each child session to its parent (Relate).
+	parents map[*Session]*Session
 
 	timers timerHeap
 	now    int64 // latest packet time seen (Unix ns); time never runs back
@@ -118,6 +120,7 @@ func New(cfg Config) *Table {
 		halfOpenPerHost: make(map[netip.Addr]int32),
 		expects:         make(map[expectKey]*Expectation),
 		byParent:        make(map[uint64][]*Expectation),
+		parents:         make(map[*Session]*Session),
 	}
 }
 
@@ -243,7 +246,7 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			return nil, ErrHalfOpenPerHost
 		}
 	}
-	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n}
+	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n, timerPos: -1}
 	t.nextID += t.cfg.IDStride
 	switch p.Proto {
 	case decode.ProtoTCP:
@@ -274,7 +277,11 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) string {
 	n := t.advance(now)
 	if p.Proto == decode.ProtoTCP {
-		if why := t.trackTCP(s, dir, p); why != "" {
+		switch why := t.trackTCP(s, dir, p); why {
+		case "":
+		case passUnchanged:
+			return ""
+		default:
 			return why
 		}
 	} else if dir == Reply && s.State == StateNew {
@@ -290,7 +297,40 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 	}
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
+	t.keepParent(s, n)
 	return ""
+}
+
+// Relate makes s, just created for a connection expectation x predicted,
+// the child of the session that owns x: s's traffic then keeps its parent
+// alive, as a control connection lies silent while its transfer runs.
+// Only children pay for the link (a map entry, not a field of every
+// session).
+func (t *Table) Relate(s *Session, x *Expectation) {
+	t.parents[s] = x.owner
+}
+
+// ParentID returns the ID of the session whose inspector expected s, or 0
+// if none.
+func (t *Table) ParentID(s *Session) uint64 {
+	if p := t.parents[s]; p != nil {
+		return p.ID
+	}
+	return 0
+}
+
+// keepParent keeps the parent of s alive for its idle timeout from n,
+// while it is established: a download that outlasts the control
+// connection's idle timeout must not cost the server's final reply.
+func (t *Table) keepParent(s *Session, n int64) {
+	p := t.parents[s]
+	if p == nil || p.gone || p.State != StateEstablished {
+		return
+	}
+	if d := n + int64(t.timeout(p)); d > p.expires {
+		p.expires = d
+		t.arm(p)
+	}
 }
 
 // Promote marks a TCP session that was offloaded during its handshake as
@@ -320,6 +360,7 @@ func (t *Table) Touch(k Key, now time.Time) bool {
 	s.LastSeen = n
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
+	t.keepParent(s, n)
 	return true
 }
 
@@ -403,12 +444,16 @@ func (t *Table) leaveHalfOpen(s *Session) {
 
 func (t *Table) remove(s *Session, why string) {
 	s.gone = true
+	if s.timerPos >= 0 {
+		heap.Remove(&t.timers, int(s.timerPos)) // nothing else holds s
+	}
 	t.leaveHalfOpen(s)
 	t.sessions.remove(s)
 	t.dropExpectations(s.ID)
 	if t.cfg.OnClose != nil {
 		t.cfg.OnClose(s, why)
 	}
+	delete(t.parents, s)
 }
 
 // Expire removes sessions and expectations whose time has come, doing at
@@ -425,10 +470,6 @@ func (t *Table) expireSome(n int64, budget int) bool {
 		switch {
 		case e.s != nil:
 			s := e.s
-			if s.gone || timerSecond(e.at) != s.armed {
-				continue // removed, or a stale timer: an earlier one was armed since
-			}
-			s.armed = 0
 			if s.expires <= n {
 				t.remove(s, "idle timeout")
 				continue
@@ -449,22 +490,26 @@ func (t *Table) expireSome(n int64, budget int) bool {
 }
 
 // arm makes sure a timer will look at s by its deadline. A session has at
-// most one live timer: when its deadline moves later (the common case,
-// traffic), the armed timer stays and re-arms itself when it fires; when
-// the deadline moves earlier (a FIN after a long idle timeout, a handshake
-// completing with an idle timeout shorter than the handshake's), an
-// earlier timer is armed and the old one goes stale.
+// most one timer, which a removed session takes with it: when its
+// deadline moves later (the common case, traffic), the timer stays and
+// re-arms itself when it fires; when the deadline moves earlier (a FIN
+// after a long idle timeout, a handshake completing with an idle timeout
+// shorter than the handshake's), the timer is moved earlier.
 func (t *Table) arm(s *Session) {
-	sec := timerSecond(s.expires)
-	if s.armed != 0 && s.armed <= sec {
-		return
+	switch {
+	case s.timerPos < 0:
+		t.schedule(s.expires, s, nil)
+	case timerSecond(t.timers[s.timerPos].at) <= timerSecond(s.expires):
+		// Fires in time; it re-arms itself for the later deadline.
+	default:
+		t.timers[s.timerPos].at = s.expires
+		heap.Fix(&t.timers, int(s.timerPos))
 	}
-	s.armed = sec
-	t.schedule(s.expires, s, nil)
 }
 
-// timerSecond is the Unix second (rounded up) of a deadline, as armed
-// timers are recorded: sessions are expired at a second's precision.
+// timerSecond is the Unix second (rounded up) of a deadline: sessions are
+// expired at a second's precision, so a deadline that moves within its
+// second moves no timer.
 func timerSecond(at int64) uint32 {
 	return uint32((at + 999_999_999) / 1_000_000_000)
 }
@@ -481,10 +526,11 @@ type timer struct {
 	e  *Expectation
 }
 
-// timerHeap is a min-heap of timers. An expectation's timer keeps its
-// position in the expectation (heapIndex), so a dropped expectation takes
-// its timer with it: a client re-sending requests that replace each other
-// must not pile up dead timers.
+// timerHeap is a min-heap of timers. A timer's position is kept in its
+// session (timerPos) or expectation (heapIndex), so a removed session or
+// expectation takes its timer with it: closed sessions and replaced
+// requests must not pile up dead timers (nor keep their memory) until
+// their old deadlines.
 type timerHeap []timer
 
 func (h timerHeap) Len() int           { return len(h) }
@@ -496,6 +542,9 @@ func (h timerHeap) Swap(i, j int) {
 }
 
 func (h timerHeap) placed(i int) {
+	if s := h[i].s; s != nil {
+		s.timerPos = int32(i)
+	}
 	if e := h[i].e; e != nil {
 		e.heapIndex = i
 	}
@@ -511,6 +560,9 @@ func (h *timerHeap) Pop() any {
 	x := old[len(old)-1]
 	old[len(old)-1] = timer{}
 	*h = old[:len(old)-1]
+	if x.s != nil {
+		x.s.timerPos = -1
+	}
 	if x.e != nil {
 		x.e.heapIndex = -1
 	}

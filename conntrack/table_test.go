@@ -285,3 +285,47 @@ func TestReplacedExpectationsLeaveNoTimers(t *testing.T) {
 		t.Fatal("the last expectation did not expire")
 	}
 }
+
+// TestClosedSessionsLeaveNoTimers checks that a removed session takes its
+// timer with it: connections that outlive their handshake timer (which
+// then re-arms for the idle timeout) and close must not leave timers, and
+// with them their sessions' memory, in the heap until that old deadline.
+func TestClosedSessionsLeaveNoTimers(t *testing.T) {
+	tb := New(Config{Limits: Limits{Sessions: 1000}})
+	now := t0
+	seg := func(c netip.Addr, fromClient bool, flags uint8, seq, ack uint32) *decode.Packet {
+		p := &decode.Packet{Proto: decode.ProtoTCP, Flags: flags, Seq: seq, Ack: ack, Window: 65535, Length: 40}
+		if fromClient {
+			p.Src, p.Dst, p.SrcPort, p.DstPort = c, srv, 40000, 21
+		} else {
+			p.Src, p.Dst, p.SrcPort, p.DstPort = srv, c, 21, 40000
+		}
+		return p
+	}
+	for r := range 10 {
+		var ss []*Session
+		for i := range 900 {
+			c := netip.AddrFrom4([4]byte{10, byte(r), byte(i >> 8), byte(i)})
+			s, err := tb.Create(seg(c, true, S, 1000, 0), now, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb.Track(s, Reply, seg(c, false, S|A, 5000, 1001), now)
+			tb.Track(s, Original, seg(c, true, A, 1001, 5001), now)
+			ss = append(ss, s)
+		}
+		now = now.Add(31 * time.Second) // the handshake timers fire and re-arm for the idle timeout
+		tb.Expire(now, 1<<30)
+		for _, s := range ss {
+			c := s.Key.Src
+			tb.Track(s, Original, seg(c, true, F|A, 1001, 5001), now)
+			tb.Track(s, Reply, seg(c, false, F|A, 5001, 1002), now)
+			tb.Track(s, Original, seg(c, true, A, 1002, 5002), now)
+		}
+		now = now.Add(11 * time.Second)
+		tb.Expire(now, 1<<30)
+	}
+	if tb.Len() != 0 || len(tb.timers) != 0 {
+		t.Errorf("after 9000 closed connections: %d sessions, %d timers; want none", tb.Len(), len(tb.timers))
+	}
+}

@@ -25,6 +25,10 @@ const (
 	whySynOpen     = "tcp: SYN on an established session"
 )
 
+// passUnchanged is what trackTCP returns for a segment that passes but
+// changes nothing, not even the session's idle deadline.
+const passUnchanged = "\x00pass unchanged"
+
 func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
 func seqGT(a, b uint32) bool { return int32(a-b) > 0 }
 
@@ -42,7 +46,7 @@ func segEnd(p *decode.Packet) uint32 {
 
 // init sets up a peer from its SYN or SYN-ACK.
 func (pe *tcpPeer) init(p *decode.Packet) {
-	*pe = tcpPeer{end: segEnd(p), maxWin: max(uint32(p.Window), 1)}
+	*pe = tcpPeer{end: segEnd(p), acked: p.Seq, maxWin: max(uint32(p.Window), 1)}
 	pe.maxEnd = pe.end
 	if p.HasWScale {
 		pe.flags |= peerWScale
@@ -54,7 +58,7 @@ func (pe *tcpPeer) init(p *decode.Packet) {
 // handshake was not seen; the window scale is unknown, so the session is
 // tracked liberally.
 func (pe *tcpPeer) pickUp(p *decode.Packet) {
-	*pe = tcpPeer{end: segEnd(p), maxWin: max(uint32(p.Window), 1)}
+	*pe = tcpPeer{end: segEnd(p), acked: p.Seq, maxWin: max(uint32(p.Window), 1)}
 	pe.maxEnd = pe.end + pe.maxWin
 }
 
@@ -149,12 +153,32 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 			if ack && p.Seq+1 == snd.end {
 				return "" // a retransmitted SYN-ACK: harmless
 			}
+			if !ack && dir == Original && s.State < StateClosed {
+				// The client lost the connection (a router reloaded)
+				// and opens it again from the same port. Like Linux,
+				// let the SYN pass and change nothing: the server
+				// answers with a challenge ACK (RFC 5961), the client
+				// resets the old connection with it, which ends the
+				// session, and its next SYN opens a new one.
+				return passUnchanged
+			}
 			return whySynOpen
 		}
 	}
 
 	if why := t.checkWindow(s, dir, p); why != "" {
 		return why
+	}
+	if rst && p.Seq != snd.end && p.Seq != snd.acked && !s.PickedUp && !s.Offloaded {
+		// A reset in the window but not at the sender's next sequence
+		// number (nor where the receiver last acknowledged) is answered by the receiver with a challenge ACK
+		// (RFC 5961) and ends nothing: it passes and changes nothing
+		// here either (Linux does the same), so a blind reset that
+		// guessed a number in the window cannot cut a transfer. Where
+		// the engine does not follow the sequence numbers (a session
+		// picked up, or carried by the kernel fast path, whose own
+		// tracker checked the reset), any reset that passed ends it.
+		return passUnchanged
 	}
 	t.updateTCP(s, dir, p)
 
@@ -257,6 +281,9 @@ func (t *Table) updateTCP(s *Session, dir Dir, p *decode.Packet) {
 	if p.Flags&decode.TCPAck != 0 {
 		if seqGT(p.Ack, rcv.end) {
 			rcv.end = p.Ack // resynchronised after a gap: the peer saw more
+		}
+		if seqGT(p.Ack, rcv.acked) {
+			rcv.acked = p.Ack
 		}
 		if top := p.Ack + max(win, 1); seqGT(top, rcv.maxEnd) {
 			rcv.maxEnd = top

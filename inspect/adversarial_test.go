@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -441,4 +442,89 @@ func TestAdvTFTPThirdParties(t *testing.T) {
 	l := newLab(t)
 	l.process(client, packettest.UDP(ap(client, 50000), ap(server, 69), []byte("\x00\x03\x00\x01data")), false, "tftp: DATA is not a request")
 	l.wantHoles()
+}
+
+// TestAdvLongTransferKeepsControl: a download that outlasts the control
+// connection's idle timeout (an image over a slow link) keeps the silent
+// control session alive, so the server's final reply still passes.
+func TestAdvLongTransferKeepsControl(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	f.pasv(30001)
+	f.c.send("RETR c8000v-universalk9.17.09.04a.SPA.bin\r\n")
+	d := l.dataConn(ap(client, 50000), ap(server, 30001), f.id)
+	f.s.send("150 Opening BINARY mode data connection.\r\n")
+	for range 61 { // 61 minutes of data against a 1-hour idle timeout
+		l.advance(time.Minute)
+		d.b.send("xxxxxxxx")
+		d.a.ack()
+	}
+	d.b.close()
+	f.s.send("226 Transfer complete.\r\n")
+}
+
+// TestAdvBlindResetInWindow: a reset inside the window but not at the
+// sender's next sequence number (a blind attacker's guess) passes for the
+// endpoint to answer with a challenge ACK, and ends neither the session
+// nor its pending hole.
+func TestAdvBlindResetInWindow(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	f.pasv(30001)
+	f.c.raw(rst|ack, f.c.next+1000, "", true, ReasonSession)
+	l.wantHoles("ftp PASV 198.51.100.2:any -> 192.0.2.10:30001")
+	l.advance(11 * time.Second)
+	f.c.send("NOOP\r\n")
+	// The real reset ends both.
+	f.c.raw(rst|ack, f.c.next, "", true, ReasonSession)
+	l.wantHoles()
+}
+
+// TestAdvReconnectFromSamePort: a router reloads and reconnects from the
+// same source port while the firewall still holds its old connection. The
+// SYN passes; the server's challenge ACK draws the client's reset, which
+// ends the old session, and the retried SYN opens a new one.
+func TestAdvReconnectFromSamePort(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 11000, server)
+	l.advance(time.Minute)
+	c, s := ap(client, 11000), ap(server, 21)
+	l.process(client, packettest.TCP(c, s, syn, 777777, 0, nil), true, ReasonSession)
+	f.s.raw(ack, f.s.next, "", true, ReasonSession) // the challenge ACK
+	l.process(client, packettest.TCP(c, s, rst, f.c.next, 0, nil), true, ReasonSession)
+	l.advance(time.Second)
+	if v := l.process(client, packettest.TCP(c, s, syn, 777777, 0, nil), true, ReasonRule); v.Session == f.id {
+		t.Fatal("the retried SYN kept the old session")
+	}
+}
+
+// TestAdvPortOnClosingSegment: a PORT carried on the segment that ends
+// the control session opens no hole.
+func TestAdvPortOnClosingSegment(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	f.c.raw(ack|rst|psh, f.c.next, "PORT 198,51,100,2,195,80\r\n", true, ReasonSession)
+	l.wantHoles()
+	l.syn(ap(server, 20), ap(client, 50000), false, "")
+}
+
+// TestAdvDropReasonsBounded: reasons that quote what a peer sent are
+// counted under their class, so no peer can grow the drop counters (and
+// the metrics' label set) without bound.
+func TestAdvDropReasonsBounded(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	for i := range 2000 {
+		cmd := "PORT 10," + strconv.Itoa(i>>8) + "," + strconv.Itoa(i&255) + ",1,200,1\r\n"
+		f.c.sendWant(cmd, false, "ftp: PORT names 10.")
+	}
+	c := ap(client, 5555)
+	for op := 7; op < 2007; op++ {
+		l.process(client, packettest.UDP(c, ap(server, 69), []byte{byte(op >> 8), byte(op), 'x', 0}), false, "tftp: unknown opcode")
+	}
+	st := l.e.Stats()
+	if len(st.Reasons) > 10 || st.Reasons["ftp: PORT names another host than the client"] != 2000 ||
+		st.Reasons["tftp: unknown opcode"] != 2000 {
+		t.Errorf("drop reasons %v: want the PORTs and the opcodes counted once each by class", st.Reasons)
+	}
 }

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"cmp"
 	"sync"
 	"time"
 
@@ -300,7 +301,7 @@ func (e *Engine) process(m Meta) Verdict {
 func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Verdict {
 	p := &e.pkt
 	if why := e.table.Track(s, dir, p, m.Time); why != "" {
-		return e.dropSession(m, why, s)
+		return e.dropSession(m, why, why, s)
 	}
 	if s.Inspector != nil {
 		if v, done := e.inspect(s, dir, m); done {
@@ -360,7 +361,7 @@ func (e *Engine) inspect(s *conntrack.Session, dir conntrack.Dir, m Meta) (v Ver
 		s.NoOffload = true
 	}
 	if r.Drop {
-		return e.dropSession(m, r.Reason, s), true
+		return e.dropSession(m, r.Reason, cmp.Or(r.Class, r.Reason), s), true
 	}
 	if r.Reason != "" {
 		e.emitSession(Event{Kind: Note, Reason: r.Reason, In: m.In}, s, m.Time)
@@ -566,7 +567,7 @@ func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 	if err != nil {
 		return e.drop(m, err.Error(), "", true)
 	}
-	s.Parent = x.Parent
+	e.table.Relate(s, x)
 	if ic := e.cfg.ifaces[m.In]; ic != nil {
 		s.In = uint16(ic.iface.Index)
 	}
@@ -636,10 +637,11 @@ func (e *Engine) drop(m Meta, reason, loc string, log bool) Verdict {
 	return Verdict{Reason: reason, Rule: loc}
 }
 
-// dropSession drops a packet of session s.
-func (e *Engine) dropSession(m Meta, reason string, s *conntrack.Session) Verdict {
+// dropSession drops a packet of session s for reason, counted under class
+// (conntrack.Result.Class).
+func (e *Engine) dropSession(m Meta, reason, class string, s *conntrack.Session) Verdict {
 	e.stats.Dropped++
-	e.stats.Reasons[reason]++
+	e.stats.Reasons[class]++
 	if e.wanted(Deny, true) {
 		ev := Event{Kind: Deny, Reason: reason, In: m.In, Log: true, Flow: flowInfo(conntrack.KeyOf(&e.pkt))}
 		e.emitSession(ev, s, m.Time)
@@ -663,7 +665,7 @@ func (e *Engine) emitSession(ev Event, s *conntrack.Session, now time.Time) {
 		return
 	}
 	ev.Time = now
-	info := e.cfg.sessionInfo(s)
+	info := e.cfg.sessionInfo(s, e.table.ParentID(s))
 	ev.Session = &info
 	if ev.Flow.Proto == "" {
 		ev.Flow = FlowInfo{Proto: info.Proto, Src: info.Src, Dst: info.Dst}
@@ -682,12 +684,13 @@ func (e *Engine) expectExpired(x *conntrack.Expectation) {
 	}
 }
 
-// sessionInfo describes session s with the names of configuration c.
-func (c *config) sessionInfo(s *conntrack.Session) SessionInfo {
+// sessionInfo describes session s, the child of session parent (0: none),
+// with the names of configuration c.
+func (c *config) sessionInfo(s *conntrack.Session, parent uint64) SessionInfo {
 	fi := flowInfo(s.Key)
 	info := SessionInfo{
 		ID: s.ID, Proto: fi.Proto, Src: fi.Src, Dst: fi.Dst, State: s.State.String(),
-		Parent: s.Parent, Offloaded: s.Offloaded, PickedUp: s.PickedUp,
+		Parent: parent, Offloaded: s.Offloaded, PickedUp: s.PickedUp,
 		Created: time.Unix(0, s.Created), LastSeen: time.Unix(0, s.LastSeen),
 		Packets: s.Packets, Bytes: s.Bytes, Key: s.Key,
 	}

@@ -346,13 +346,19 @@ func TestPortReuseAfterOffloadedClose(t *testing.T) {
 	if v[5].Session == v[0].Session {
 		t.Fatal("the new connection kept the old session")
 	}
-	// A SYN on a session that is only half closed is still refused.
-	run(t, e, []step{
+	// A SYN on a session that is only half closed does not open a new
+	// one: it passes to the server (which answers with a challenge ACK)
+	// and changes nothing.
+	v = run(t, e, []step{
 		{"lan0", packettest.TCP(s, c, syn|ack, 7000, 90001, nil), true, ReasonSession},
 		{"wan0", packettest.TCP(c, s, ack, 90001, 7001, nil), true, ReasonSession},
 		{"wan0", packettest.TCP(c, s, fin|ack, 90001, 7001, nil), true, ReasonSession},
-		{"wan0", packettest.TCP(c, s, syn, 12345, 0, nil), false, "tcp: SYN"},
+		{"wan0", packettest.TCP(c, s, syn, 12345, 0, nil), true, ReasonSession},
+		{"lan0", packettest.TCP(s, c, ack, 7001, 90002, nil), true, ReasonSession},
 	})
+	if v[3].Session != v[0].Session {
+		t.Fatal("a SYN on a half-closed session opened a new one")
+	}
 }
 
 // TestReloadRenumbersSessions: after a reload that moves rules and

@@ -48,13 +48,17 @@ func (e *Engine) Sessions() []SessionInfo {
 	n := e.table.Len()
 	e.mu.Unlock()
 	raw := make([]conntrack.Session, 0, n+n/8+16) // allocated without the lock
+	parents := make([]uint64, 0, cap(raw))
 	e.mu.Lock()
 	cfg := e.cfg
-	e.table.Sessions(func(s *conntrack.Session) { raw = append(raw, *s) })
+	e.table.Sessions(func(s *conntrack.Session) {
+		raw = append(raw, *s)
+		parents = append(parents, e.table.ParentID(s))
+	})
 	e.mu.Unlock()
 	out := make([]SessionInfo, len(raw))
 	for i := range raw {
-		out[i] = cfg.sessionInfo(&raw[i])
+		out[i] = cfg.sessionInfo(&raw[i], parents[i])
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

@@ -151,9 +151,10 @@ const maxAhead = 3
 
 // Inspect judges one segment of the control session. It implements
 // conntrack.Inspector. Every result asks that the session is never
-// offloaded. When the control session ends (a reset, or the second
-// direction's FIN) the result cancels its pending holes: a data
-// connection belongs to a live control session.
+// offloaded. When the control session ends (a reset the tracker took as
+// ending it, or the second direction's FIN) the result cancels its
+// pending holes and opens none, even one the segment's last command
+// asked for: a data connection belongs to a live control session.
 func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.Result {
 	res := in.inspect(c, p)
 	if !res.Drop && p.Proto == decode.ProtoTCP && p.Flags&(decode.TCPFin|decode.TCPRst) != 0 {
@@ -162,8 +163,8 @@ func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 			d = 1
 		}
 		in.st.dir[d].fin = in.st.dir[d].fin || p.Flags&decode.TCPFin != 0
-		if p.Flags&decode.TCPRst != 0 || (in.st.dir[0].fin && in.st.dir[1].fin) {
-			res.Cancel = true
+		if c.Session.State == conntrack.StateClosed || (in.st.dir[0].fin && in.st.dir[1].fin) {
+			res.Cancel, res.HasExpect = true, false
 		}
 	}
 	return res
@@ -183,7 +184,9 @@ func (in *Inspector) inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 	seq := p.Seq
 	if p.Flags&decode.TCPSyn != 0 {
 		seq++ // the SYN occupies one sequence number
-		if !s.synced {
+		if !s.started {
+			// The first SYN, or one sent again with a new initial
+			// sequence number (the tracker accepted it) before any data.
 			s.synced, s.next = true, seq
 		}
 	}
@@ -216,6 +219,7 @@ func (in *Inspector) inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 	// From here on the packet may be refused by what it says: keep a
 	// copy of the state so that a drop leaves none of its effects.
 	in.snapshot(d)
+	s.started = true
 	if off > 0 {
 		// Third segment in a row beyond a gap: give up on the missing
 		// bytes and resynchronise at the next line end.

@@ -496,14 +496,29 @@ func TestCloseCancels(t *testing.T) {
 		t.Fatalf("server FIN: %+v, want cancel", r)
 	}
 
-	// A reset from either side ends it at once.
+	// A reset that ends the session (the tracker closed it) cancels at
+	// once, from either side; one the tracker let pass without ending
+	// the session (in the window, not at the next sequence number: the
+	// receiver answers with a challenge ACK) cancels nothing.
 	for _, d := range []conntrack.Dir{cli, srv} {
 		c = newConv(t, Config{}, client4, server4)
 		c.login()
 		pasv(c, 5000)
+		c.sess.State = conntrack.StateEstablished
+		if r := c.packet(d, c.next[d]+1000, decode.TCPRst, ""); r.Cancel || r.Drop {
+			t.Fatalf("%s RST that did not end the session: %+v, want a plain pass", d, r)
+		}
+		c.sess.State = conntrack.StateClosed
 		if r := c.packet(d, c.next[d], decode.TCPRst, ""); !r.Cancel || r.Drop {
 			t.Fatalf("%s RST: %+v, want cancel", d, r)
 		}
+	}
+	// A command on the segment that ends the session opens nothing.
+	c = newConv(t, Config{}, client4, server4)
+	c.login()
+	c.sess.State = conntrack.StateClosed
+	if r := c.packet(cli, c.next[cli], decode.TCPRst|decode.TCPPsh, "PORT 198,51,100,2,195,80\r\n"); !r.Cancel || r.HasExpect {
+		t.Fatalf("PORT on the closing RST: %+v, want cancel and no hole", r)
 	}
 
 	// A FIN on a dropped segment counts for nothing: the session is not
@@ -844,4 +859,20 @@ func BenchmarkInspect(b *testing.B) {
 		in.Inspect(&ctx, &p)
 		p.Seq += uint32(len(p.Payload))
 	}
+}
+
+// TestSynNewISN checks that a SYN sent again with a new initial sequence
+// number before any data (a client that gave up on its first attempt and
+// retried from the same port; the tracker re-initialises the side)
+// re-synchronises the stream: the commands that follow are read.
+func TestSynNewISN(t *testing.T) {
+	c := newConv(t, Config{}, client4, server4) // client ISN 1000
+	c.packet(cli, 70000, decode.TCPSyn, "")
+	c.next[cli] = 70001
+	c.login()
+	pasv(c, 5000)
+	// Once data has flowed, a SYN (a retransmitted SYN-ACK the tracker
+	// let pass) moves nothing.
+	c.packet(srv, 5000, decode.TCPSyn|decode.TCPAck, "")
+	pasv(c, 5001)
 }

@@ -116,6 +116,13 @@ func refuse(res *conntrack.Result, why string) bool {
 	return true
 }
 
+// refuseAs is refuse for a reason with specifics a peer chose, counted
+// under class (conntrack.Result.Class).
+func refuseAs(res *conntrack.Result, class, why string) bool {
+	res.Class = class
+	return refuse(res, why)
+}
+
 // command handles one line the client sent. It reports true when the
 // packet must be dropped.
 func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *conntrack.Result) bool {
@@ -131,7 +138,8 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 		}
 	}
 	if len(line) >= 3 && isCode(line[:3]) && (len(line) == 3 || line[3] == ' ' || line[3] == '-') {
-		return refuse(res, fmt.Sprintf("ftp: client sent reply %s, not a command", line[:3]))
+		return refuseAs(res, "ftp: client sent a reply, not a command",
+			fmt.Sprintf("ftp: client sent reply %s, not a command", line[:3]))
 	}
 	verb, arg := splitCommand(line)
 	k := cmdOther
@@ -145,9 +153,9 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 			note(res, noteEPSVAll)
 			break
 		}
-		p, why, ok := in.activeArg(c, verb, arg)
+		p, class, why, ok := in.activeArg(c, verb, arg)
 		if why != "" {
-			return refuse(res, why)
+			return refuseAs(res, class, why)
 		}
 		if !ok {
 			note(res, malformed(verb))
@@ -201,39 +209,43 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 }
 
 // activeArg checks the argument of PORT or EPRT. It returns the data port
-// when the argument is well-formed and acceptable; a non-empty why when
-// the command must be refused; ok false with an empty why when the
-// argument is malformed (the server will refuse it too).
-func (in *Inspector) activeArg(c *conntrack.Context, verb, arg []byte) (port uint16, why string, ok bool) {
+// when the argument is well-formed and acceptable; a non-empty why (and
+// the class it is counted under) when the command must be refused; ok
+// false with an empty why when the argument is malformed (the server will
+// refuse it too).
+func (in *Inspector) activeArg(c *conntrack.Context, verb, arg []byte) (port uint16, class, why string, ok bool) {
 	client := c.Session.Key.Src
 	name := "PORT"
 	var addr netip.Addr
 	if is(verb, "PORT") {
 		addr, port, ok = parsePort(arg)
 		if !ok {
-			return 0, "", false
+			return 0, "", "", false
 		}
 		if client.Is6() {
-			return 0, "ftp: PORT on an IPv6 session", false
+			return 0, "", "ftp: PORT on an IPv6 session", false
 		}
 	} else {
 		name = "EPRT"
 		var fam byte
 		fam, addr, port, ok = parseEPRT(arg)
 		if !ok {
-			return 0, "", false
+			return 0, "", "", false
 		}
 		if (fam == '2') != client.Is6() {
-			return 0, fmt.Sprintf("ftp: EPRT |%c| names %s on an %s session", fam, addr, family(client)), false
+			return 0, "ftp: EPRT names another address family than the session's",
+				fmt.Sprintf("ftp: EPRT |%c| names %s on an %s session", fam, addr, family(client)), false
 		}
 	}
 	if addr != client {
-		return 0, fmt.Sprintf("ftp: %s names %s, not the client %s", name, addr, client), false
+		return 0, "ftp: " + name + " names another host than the client",
+			fmt.Sprintf("ftp: %s names %s, not the client %s", name, addr, client), false
 	}
 	if port < in.cfg.MinDataPort {
-		return 0, fmt.Sprintf("ftp: %s names port %d, below %d", name, port, in.cfg.MinDataPort), false
+		return 0, "ftp: " + name + " names a port below min-data-port",
+			fmt.Sprintf("ftp: %s names port %d, below %d", name, port, in.cfg.MinDataPort), false
 	}
-	return port, "", true
+	return port, "", "", true
 }
 
 // reply handles one line the server sent. It reports true when the packet
@@ -369,13 +381,16 @@ func (in *Inspector) expectPASV(c *conntrack.Context, text []byte, res *conntrac
 	}
 	server := c.Session.Key.Dst
 	if server.Is6() {
-		return refuse(res, fmt.Sprintf("ftp: 227 names IPv4 address %s on an IPv6 session", addr))
+		return refuseAs(res, "ftp: 227 names an IPv4 address on an IPv6 session",
+			fmt.Sprintf("ftp: 227 names IPv4 address %s on an IPv6 session", addr))
 	}
 	if addr != server {
-		return refuse(res, fmt.Sprintf("ftp: 227 names %s, not the server %s", addr, server))
+		return refuseAs(res, "ftp: 227 names another host than the server",
+			fmt.Sprintf("ftp: 227 names %s, not the server %s", addr, server))
 	}
 	if port < in.cfg.MinDataPort {
-		return refuse(res, fmt.Sprintf("ftp: 227 names port %d, below %d", port, in.cfg.MinDataPort))
+		return refuseAs(res, "ftp: 227 names a port below min-data-port",
+			fmt.Sprintf("ftp: 227 names port %d, below %d", port, in.cfg.MinDataPort))
 	}
 	in.expect(res, c.Session.Key.Src, 0, server, port, "ftp PASV")
 	return false
@@ -390,7 +405,8 @@ func (in *Inspector) expectEPSV(c *conntrack.Context, text []byte, res *conntrac
 		return false
 	}
 	if port < in.cfg.MinDataPort {
-		return refuse(res, fmt.Sprintf("ftp: 229 names port %d, below %d", port, in.cfg.MinDataPort))
+		return refuseAs(res, "ftp: 229 names a port below min-data-port",
+			fmt.Sprintf("ftp: 229 names port %d, below %d", port, in.cfg.MinDataPort))
 	}
 	in.expect(res, c.Session.Key.Src, 0, c.Session.Key.Dst, port, "ftp EPSV")
 	return false

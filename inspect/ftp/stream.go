@@ -26,6 +26,7 @@ type stream struct {
 	next    uint32 // sequence number of the next byte expected
 	n       int    // bytes of the current line buffered
 	synced  bool   // next is known
+	started bool   // bytes of this direction were read: a SYN no longer moves next
 	discard bool   // resynchronising: drop bytes up to the next line end
 	long    bool   // the current line outgrew the buffer
 	ahead   uint8  // consecutive segments seen beyond a gap

@@ -13,6 +13,7 @@ package tftp
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/inspectd/inspectd/conntrack"
@@ -83,6 +84,9 @@ func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 	op, why := checkRequest(p.Payload)
 	if why != "" {
 		res.Drop, res.Reason = true, why
+		if strings.HasPrefix(why, unknownOpcode) {
+			res.Class = unknownOpcode
+		}
 		return res
 	}
 	k := c.Session.Key
@@ -172,5 +176,9 @@ func notRequest(op uint16) string {
 	if int(op) < len(opNames) && opNames[op] != "" {
 		return "tftp: " + opNames[op] + " is not a request"
 	}
-	return fmt.Sprintf("tftp: unknown opcode %d", op)
+	return fmt.Sprintf("%s %d", unknownOpcode, op)
 }
+
+// unknownOpcode begins the reason for a request with an opcode TFTP does
+// not define; the opcode follows.
+const unknownOpcode = "tftp: unknown opcode"
