@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"github.com/inspectd/inspectd/internal/nfq"
 	"github.com/inspectd/inspectd/rules"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Options are what `inspectd run` flags set.
@@ -72,6 +74,10 @@ type Options struct {
 	Version string
 }
 
+// hookTimeout bounds installing or removing the kernel hooks (a few runs
+// of iptables-save and iptables-restore).
+const hookTimeout = 30 * time.Second
+
 // Log rate limits: sustained events per second and burst, shared by all
 // workers, so that a flood of denials cannot fill the disk.
 const (
@@ -83,7 +89,7 @@ const (
 // SIGTERM arrives; it then removes its hooks and returns nil. It returns
 // an error when it cannot start: bad options, rules with errors (each is
 // logged), hooks or queues that cannot be set up.
-func Run(ctx context.Context, o Options) error {
+func Run(ctx context.Context, o Options) (err error) {
 	if o.Queues == 0 {
 		o.Queues = 1
 	}
@@ -113,6 +119,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	lock, err := lockNamespace()
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer lock.Close()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -224,6 +235,9 @@ func Run(ctx context.Context, o Options) error {
 		defer ms.Close()
 	}
 
+	// failed is set when a queue fails: the hooks then stay, so that
+	// traffic meets them with no reader, as after a crash.
+	var failed bool
 	hookMode := "installed"
 	if o.NoHooks {
 		plan, err := hooks.Plan(hcfg)
@@ -233,7 +247,12 @@ func Run(ctx context.Context, o Options) error {
 		fmt.Fprint(o.Stdout, plan)
 		hookMode = "not installed (--no-hooks)"
 	} else {
-		left, err := hooks.Install(ctx, hcfg)
+		// A signal during the install must not leave half of it: the
+		// install (and its rollback) runs to its end, then the signal
+		// is honoured with the clean stop below.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
+		left, err := hooks.Install(ictx, hcfg)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}
@@ -241,14 +260,25 @@ func Run(ctx context.Context, o Options) error {
 			log.Warn("removed hooks left by an earlier run", zap.Int("chains", left))
 		}
 		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if failed {
+				// Fail closed (or open, with --fail-open) as after a
+				// crash: without the hooks, forwarded traffic would pass
+				// uninspected until the daemon is back.
+				log.Error("hooks left in place: no new flow passes until inspectd runs again (it removes them on start)")
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 			defer cancel()
-			if _, err := hooks.Remove(rctx); err != nil {
-				log.Error("removing hooks", zap.Error(err))
+			if _, rerr := hooks.Remove(rctx); rerr != nil {
+				log.Error("removing hooks", zap.Error(rerr))
+				err = errors.Join(err, fmt.Errorf("daemon: removing hooks: %w", rerr))
 			} else {
 				log.Info("hooks removed")
 			}
 		}()
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
 
 	log.Info("inspectd started",
@@ -270,7 +300,26 @@ func Run(ctx context.Context, o Options) error {
 			}
 		})
 	}
-	wg.Go(func() { maintain(ctx, log, lim, keep, stats, queues, o.FirstQueue, o.KeepAlive, &kstats) })
+	var check func(context.Context) error
+	if !o.NoHooks {
+		check = func(ctx context.Context) error { return checkHooks(ctx, log, hcfg) }
+	}
+	netns, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return fmt.Errorf("daemon: network namespace: %w", err)
+	}
+	defer netns.Close()
+	wg.Go(func() {
+		// The hooks check runs iptables-save, which works on the network
+		// namespace of the thread that starts it: make it the daemon's,
+		// also when Run was started on a thread of its own (tests).
+		runtime.LockOSThread()
+		if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			log.Error("maintenance stopped: entering the daemon's network namespace", zap.Error(err))
+			return
+		}
+		maintain(ctx, log, lim, keep, check, stats, queues, o.FirstQueue, o.KeepAlive, &kstats)
+	})
 
 	var runErr error
 loop:
@@ -280,6 +329,7 @@ loop:
 			break loop
 		case err := <-errs:
 			runErr = fmt.Errorf("daemon: %w", err)
+			failed = true
 			stop()
 			break loop
 		case <-hup:
@@ -297,8 +347,34 @@ loop:
 	return runErr
 }
 
-// loadRules parses the rule file, logging every error it has.
+// checkHooks makes sure the hooks are still installed, and installs them
+// again when another tool removed them (an iptables-restore without
+// --noflush, a firewall reload): forwarded traffic would otherwise pass
+// uninspected while the daemon runs on.
+func checkHooks(ctx context.Context, log *zap.Logger, c hooks.Config) error {
+	missing, err := hooks.Missing(ctx)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	log.Error("kernel hooks removed by someone else: installing them again", zap.Strings("missing", missing))
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
+	defer cancel()
+	if _, err := hooks.Install(ictx, c); err != nil {
+		return fmt.Errorf("installing the hooks again: %w", err)
+	}
+	log.Info("hooks installed again")
+	return nil
+}
+
+// loadRules parses the rule file, logging every error it has. It must be
+// a regular file: reading a FIFO (or a device) could block the daemon's
+// main loop, and with it SIGTERM, until someone writes to it.
 func loadRules(log *zap.Logger, path string) (*rules.Ruleset, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		err := fmt.Errorf("daemon: %s is not a regular file", path)
+		log.Error("rules", zap.Error(err))
+		return nil, err
+	}
 	rs, err := rules.ParseFile(path)
 	if err == nil {
 		if len(rs.Blocks) == 0 {
@@ -380,10 +456,11 @@ func (w *worker) Tick(now time.Time) {
 	w.seen = a.at
 }
 
-// maintain runs every interval: the conntrack keep-alive read and the
-// kernel's queue overflow counters.
-func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, stats *os.File,
-	queues []*nfq.Queue, first uint16, interval time.Duration, kstats *atomic.Pointer[map[uint16]nfq.KernelStats]) {
+// maintain runs every interval: the conntrack keep-alive read, the
+// kernel's queue overflow counters and, when check is set, the check that
+// the hooks are still installed.
+func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, check func(context.Context) error,
+	stats *os.File, queues []*nfq.Queue, first uint16, interval time.Duration, kstats *atomic.Pointer[map[uint16]nfq.KernelStats]) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var last map[uint16]nfq.KernelStats
@@ -395,6 +472,11 @@ func maintain(ctx context.Context, log *zap.Logger, lim *limiter, keep *keeper, 
 		case now := <-t.C:
 			if err := keep.poll(now); err != nil {
 				lim.warn(log, "conntrack keep-alive", err)
+			}
+			if check != nil {
+				if err := check(ctx); err != nil {
+					lim.warn(log, "kernel hooks", err)
+				}
 			}
 			last = checkOverflow(log, stats, first, len(queues), last)
 			published := last // a new variable each tick: readers keep theirs

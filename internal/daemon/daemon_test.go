@@ -66,6 +66,18 @@ func TestRunRefusesBadRules(t *testing.T) {
 	}
 }
 
+// TestLoadRulesNotRegular checks that a FIFO is refused instead of read
+// (which would block until someone writes to it).
+func TestLoadRulesNotRegular(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fifo.rules")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadRules(zap.NewNop(), path); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("loadRules(FIFO) = %v, want a refusal", err)
+	}
+}
+
 // TestLoadRulesWarnsDropAll checks that a valid rule file without any
 // block, which drops all forwarded traffic, is loaded with a warning.
 func TestLoadRulesWarnsDropAll(t *testing.T) {
@@ -264,6 +276,22 @@ func TestRunLive(t *testing.T) {
 	}
 	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "-j INSPECTD-FWD") {
 		t.Fatalf("hooks not installed:\n%s", s)
+	}
+	// A second daemon in the namespace is refused before it changes
+	// anything (it would take over the first one's hooks).
+	err := Run(context.Background(), Options{RulesFile: path, FirstQueue: 5, Logger: zap.NewNop(),
+		Socket: filepath.Join(t.TempDir(), "second.sock")})
+	if err == nil || !strings.Contains(err.Error(), "another inspectd runs in this network namespace") {
+		t.Fatalf("second daemon: %v, want a refusal", err)
+	}
+	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "--queue-balance 0:1") {
+		t.Fatalf("the second daemon changed the hooks:\n%s", s)
+	}
+	// Another tool flushes FORWARD: the hooks come back.
+	nstest.Run(t, "iptables", "-F", "FORWARD")
+	d.wait(t, "hooks installed again", 1)
+	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "-A FORWARD -j INSPECTD-FWD") {
+		t.Fatalf("hooks not installed again:\n%s", s)
 	}
 
 	c, err := dial(t, tp, "2100")

@@ -3,8 +3,11 @@
 //
 // The rules are loaded with iptables-restore --noflush and
 // ip6tables-restore --noflush (the iptables-nft backend on current
-// distributions). A restore file is applied as one transaction, so the
-// hooks appear or disappear whole; the kernel this was built for has the
+// distributions). Each table's part of a restore file (up to its COMMIT)
+// is applied as one transaction, so a table's hooks appear or disappear
+// whole; a failure between tables or families is rolled back by Install,
+// which the daemon lets run to its end even when a signal comes. The
+// kernel this was built for has the
 // xtables NFQUEUE target but no native nftables queue expression, and
 // iptables-nft gives the former while still writing nftables rules that
 // coexist with an operator's ruleset. See docs/LIVE.md.
@@ -213,6 +216,52 @@ func Install(ctx context.Context, c Config) (leftovers int, err error) {
 		}
 	}
 	return leftovers, nil
+}
+
+// Missing lists the jumps to inspectd's chains that are not installed
+// (e.g. "IPv4 filter FORWARD -j INSPECTD-FWD"): none while the hooks are
+// in place. Another tool may have removed them (an iptables-restore
+// without --noflush, a firewall reload); Install puts them back.
+func Missing(ctx context.Context) ([]string, error) {
+	var missing []string
+	for _, f := range families {
+		out, err := run(ctx, f.save, nil)
+		if err != nil {
+			return nil, err
+		}
+		missing = append(missing, missingIn(f.name, out)...)
+	}
+	return missing, nil
+}
+
+// missingIn lists the jumps to inspectd's chains that iptables-save
+// output save lacks, for family name.
+func missingIn(name string, save []byte) []string {
+	want := []struct{ table, jump string }{
+		{"mangle", "-A POSTROUTING -j " + PostChain},
+		{"filter", "-A FORWARD -j " + ForwardChain},
+	}
+	found := make([]bool, len(want))
+	table := ""
+	for line := range strings.Lines(string(save)) {
+		line = strings.TrimSpace(line)
+		if t, ok := strings.CutPrefix(line, "*"); ok {
+			table = t
+			continue
+		}
+		for i, w := range want {
+			if table == w.table && line == w.jump {
+				found[i] = true
+			}
+		}
+	}
+	var missing []string
+	for i, w := range want {
+		if !found[i] {
+			missing = append(missing, name+" "+w.table+" "+strings.TrimPrefix(w.jump, "-A "))
+		}
+	}
+	return missing
 }
 
 // Remove deletes every chain whose name starts with Prefix, and the rules

@@ -144,6 +144,15 @@ func TestInstallRemove(t *testing.T) {
 	if got := strings.Count(s, "-A POSTROUTING -j INSPECTD-POST"); got != 2 {
 		t.Errorf("want a jump to INSPECTD-POST in both families:\n%s", s)
 	}
+	if m, err := Missing(ctx); err != nil || len(m) != 0 {
+		t.Fatalf("Missing after Install = %q, %v; want none", m, err)
+	}
+	// Another tool flushes the IPv4 filter table: the jump is missing.
+	nstest.Run(t, "iptables", "-F", "FORWARD")
+	if m, err := Missing(ctx); err != nil || len(m) != 1 || m[0] != "IPv4 filter FORWARD -j INSPECTD-FWD" {
+		t.Fatalf("Missing after a flush = %q, %v; want the IPv4 FORWARD jump", m, err)
+	}
+	nstest.Run(t, "iptables", "-A", "FORWARD", "-s", "192.0.2.9", "-j", "DROP")
 	// A second install (a restart after a crash) replaces the hooks.
 	if n, err := Install(ctx, c); err != nil || n != 4 {
 		t.Fatalf("second Install = %d, %v; want 4 leftovers", n, err)
