@@ -401,8 +401,9 @@ func TestOpsLiveSessions(t *testing.T) {
 	}
 }
 
-// TestOpsSocket checks the control socket's refusals on a live daemon:
-// a second daemon on the same socket, and a reload of a good file.
+// TestOpsSocket checks the refusals on a live daemon: a second daemon in
+// its network namespace (on the same socket, too), and a reload of a good
+// file.
 func TestOpsSocket(t *testing.T) {
 	o := newOpsEnv(t)
 	fi, err := os.Stat(o.sock)
@@ -417,8 +418,8 @@ func TestOpsSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	second, err := o.lab.Edge.Run(ctx, o.bin, "run", "--rules", rules, "--no-hooks", "--queue", "7", "--socket", o.sock)
-	if err == nil || !strings.Contains(second, "already running") {
-		t.Errorf("a second daemon on the same socket: %v\n%s", err, second)
+	if err == nil || !strings.Contains(second, "another inspectd runs in this network namespace") {
+		t.Errorf("a second daemon in the namespace, on the same socket: %v\n%s", err, second)
 	}
 	if _, _, err := o.cli(t, "stats"); err != nil {
 		t.Errorf("the first daemon stopped answering: %v", err)
