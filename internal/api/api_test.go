@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -450,5 +451,21 @@ func TestWatchersBounded(t *testing.T) {
 	}
 	if _, err := c.Watch(ctx(t)); err == nil || !strings.Contains(err.Error(), "too many watch streams") {
 		t.Fatalf("watch %d: %v; want refused", api.MaxWatchers+1, err)
+	}
+	// The refused client's connection is closed.
+	conn := dial(t, s.Path())
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /v1/watch HTTP/1.1\r\nHost: inspectd\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || !resp.Close {
+		t.Errorf("watch over the cap: %s, close %v", resp.Status, resp.Close)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the refusal: %v, want EOF", err)
 	}
 }

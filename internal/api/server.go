@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +31,37 @@ type Options struct {
 	Group string
 	// Version is the daemon's version, sent in VersionHeader.
 	Version string
+	// ErrorLog receives net/http's own errors (failed accepts, such as
+	// "too many open files", and the like); nil means the log package's
+	// standard logger.
+	ErrorLog *log.Logger
+
+	limits limits // the zero value means defaultLimits
+}
+
+// limits are a server's timeouts and its cap on open connections.
+type limits struct {
+	ReadHeader time.Duration // to read a request's header
+	Read       time.Duration // to read a whole request, body included
+	Write      time.Duration // to answer, from the end of the header; not for watch streams
+	Idle       time.Duration // between requests on a kept-alive connection
+	Conns      int           // connections open at once (see LimitListener)
+}
+
+// MaxConns bounds the connections open at once on the control socket;
+// those beyond it wait in the socket's backlog until one closes.
+const MaxConns = 128
+
+// defaultLimits are the limits of the control socket. Watch streams
+// outlive them all: the idle and header timeouts apply between requests
+// and the read timeout only until the request is read, and watch lifts
+// the write timeout.
+var defaultLimits = limits{
+	ReadHeader: 5 * time.Second,
+	Read:       30 * time.Second,
+	Write:      time.Minute,
+	Idle:       time.Minute,
+	Conns:      MaxConns,
 }
 
 // ErrRunning is returned by NewServer when something already answers on
@@ -43,7 +75,7 @@ const maxBody = 64 << 10
 type Server struct {
 	b       Backend
 	opt     Options
-	ln      *net.UnixListener
+	ln      net.Listener // the socket, at most limits.Conns connections at once
 	hs      *http.Server
 	started time.Time
 
@@ -61,7 +93,9 @@ const MaxWatchers = 32
 
 // NewServer listens on the socket (see Options) and returns a server for
 // b; call Serve to serve and Close to stop. A stale socket file left by a
-// dead daemon is replaced; a live one is ErrRunning.
+// dead daemon is replaced; a live one is ErrRunning. The server keeps at
+// most MaxConns connections open and drops clients that are slow to send
+// a request, or idle for a minute between requests.
 func NewServer(b Backend, opt Options) (*Server, error) {
 	if opt.Path == "" {
 		opt.Path = DefaultSocket
@@ -70,11 +104,19 @@ func NewServer(b Backend, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{b: b, opt: opt, ln: ln, started: time.Now()}
+	lim := opt.limits
+	if lim == (limits{}) {
+		lim = defaultLimits
+	}
+	s := &Server{b: b, opt: opt, ln: LimitListener(ln, lim.Conns), started: time.Now()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hs = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: lim.ReadHeader,
+		ReadTimeout:       lim.Read,
+		WriteTimeout:      lim.Write,
+		IdleTimeout:       lim.Idle,
+		ErrorLog:          opt.ErrorLog,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
 	return s, nil
@@ -328,10 +370,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.watchers.Add(1) > MaxWatchers {
 		s.watchers.Add(-1)
+		// The connection goes too, lest a refused client keep a place.
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusTooManyRequests, "too many watch streams open (at most %d)", MaxWatchers)
 		return
 	}
 	defer s.watchers.Add(-1)
+	// The stream lasts as long as its client wants: it lifts the server's
+	// write timeout. The error is of no use: this fails only where there is
+	// no deadline to lift (a recorder in tests) or the connection is gone,
+	// which the first write reports.
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	wt := s.b.Watch()
 	defer wt.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")

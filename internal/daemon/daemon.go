@@ -220,14 +220,20 @@ func Run(ctx context.Context, o Options) (err error) {
 		},
 		Latency: lat.Snapshot,
 	})
-	srv, err := api.NewServer(backend, api.Options{Path: o.Socket, Group: o.SocketGroup, Version: o.Version})
+	// net/http's own complaints (an accept error) go to the daemon's log,
+	// in its format, not as plain text among JSON lines.
+	httpLog, err := zap.NewStdLogAt(log.With(zap.String("component", "http")), zap.WarnLevel)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	srv, err := api.NewServer(backend, api.Options{Path: o.Socket, Group: o.SocketGroup, Version: o.Version, ErrorLog: httpLog})
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	go srv.Serve()
 	defer srv.Close()
 	if o.Metrics != "" {
-		ms, err := metrics.Listen(o.Metrics, backend)
+		ms, err := metrics.Listen(o.Metrics, backend, metrics.ErrorLog(httpLog))
 		if err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}

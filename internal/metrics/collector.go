@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -126,9 +127,45 @@ type Server struct {
 	hs *http.Server
 }
 
+// MaxConns bounds the connections open at once to the metrics server;
+// those beyond it wait in the listen backlog until one closes (see
+// api.LimitListener).
+const MaxConns = 64
+
+// config is what Listen's options set.
+type config struct {
+	errorLog          *log.Logger
+	readHeaderTimeout time.Duration // to read a request's header
+	readTimeout       time.Duration // to read a whole request
+	writeTimeout      time.Duration // to answer, from the end of the header
+	idleTimeout       time.Duration // between requests on a kept-alive connection
+	maxConns          int
+}
+
+// Option configures Listen.
+type Option func(*config)
+
+// ErrorLog makes the server log net/http's own errors (failed accepts,
+// such as "too many open files", and the like) to l instead of the log
+// package's standard logger.
+func ErrorLog(l *log.Logger) Option { return func(c *config) { c.errorLog = l } }
+
 // Listen listens on addr (e.g. "127.0.0.1:9163" or ":9163") for a metrics
-// server over b; call Serve to serve and Close to stop.
-func Listen(addr string, b api.Backend) (*Server, error) {
+// server over b; call Serve to serve and Close to stop. The server keeps
+// at most MaxConns connections open, drops clients slow to send a request
+// or to read the answer, and closes kept-alive connections idle for two
+// minutes (more than the usual scrape intervals).
+func Listen(addr string, b api.Backend, opts ...Option) (*Server, error) {
+	cfg := config{
+		readHeaderTimeout: 5 * time.Second,
+		readTimeout:       10 * time.Second,
+		writeTimeout:      30 * time.Second,
+		idleTimeout:       2 * time.Minute,
+		maxConns:          MaxConns,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -142,7 +179,14 @@ func Listen(addr string, b api.Backend) (*Server, error) {
 		}
 		fmt.Fprintln(w, "inspectd metrics: see /metrics")
 	})
-	return &Server{ln: ln, hs: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+	return &Server{ln: api.LimitListener(ln, cfg.maxConns), hs: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       cfg.readTimeout,
+		WriteTimeout:      cfg.writeTimeout,
+		IdleTimeout:       cfg.idleTimeout,
+		ErrorLog:          cfg.errorLog,
+	}}, nil
 }
 
 // Addr returns the address the server listens on.

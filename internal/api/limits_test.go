@@ -1,0 +1,180 @@
+package api_test
+
+import (
+	"bufio"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/api/client"
+)
+
+// dial connects to the socket at path without HTTP.
+func dial(t *testing.T, path string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitClosed reads c until the server closes it and returns how long that
+// took; it fails the test after five seconds.
+func waitClosed(t *testing.T, c net.Conn) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("connection still open: %v", err)
+	}
+	return time.Since(start)
+}
+
+func TestConnectionCap(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := serve(t, newFake(), api.WithLimits(api.Options{},
+		api.Limits{ReadHeader: timeout, Read: time.Minute, Write: time.Minute, Idle: time.Minute, Conns: 3}))
+	start := time.Now()
+	var idle []net.Conn
+	for range 3 {
+		idle = append(idle, dial(t, s.Path()))
+	}
+	// A fourth client waits in the backlog until the server drops the
+	// idle ones, which never send a request; then it is served.
+	v, err := client.New(s.Path(), "test").Version(ctx(t))
+	if err != nil || v.API != api.APIVersion {
+		t.Fatalf("version over the cap: %+v, %v", v, err)
+	}
+	if d := time.Since(start); d < timeout {
+		t.Errorf("served after %v, before the idle connections had timed out", d)
+	}
+	for _, c := range idle {
+		waitClosed(t, c)
+	}
+}
+
+func TestSlowClients(t *testing.T) {
+	const header, read, idle = 300 * time.Millisecond, 600 * time.Millisecond, 400 * time.Millisecond
+	s := serve(t, newFake(), api.WithLimits(api.Options{},
+		api.Limits{ReadHeader: header, Read: read, Write: time.Minute, Idle: idle, Conns: 8}))
+
+	// Slowloris: a header never finished.
+	c := dial(t, s.Path())
+	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n")
+	if d := waitClosed(t, c); d < header*9/10 {
+		t.Errorf("unfinished header dropped after %v, before ReadHeader", d)
+	}
+
+	// A body never finished: the request fails at Read.
+	c = dial(t, s.Path())
+	start := time.Now()
+	io.WriteString(c, "POST /v1/clear HTTP/1.1\r\nHost: inspectd\r\nContent-Length: 100\r\n\r\n{\"id\":")
+	if waitClosed(t, c); time.Since(start) < read*9/10 {
+		t.Errorf("unfinished body dropped after %v, before Read", time.Since(start))
+	}
+
+	// A kept-alive connection is closed after Idle.
+	c = dial(t, s.Path())
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("version: %s, close %v", resp.Status, resp.Close)
+	}
+	start = time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < idle*9/10 {
+		t.Errorf("idle connection closed after %v, before Idle", d)
+	}
+}
+
+func TestWatchOutlivesTimeouts(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	f := newFake()
+	s := serve(t, f, api.WithLimits(api.Options{},
+		api.Limits{ReadHeader: timeout, Read: timeout, Write: timeout, Idle: timeout, Conns: 8}))
+	c := client.New(s.Path(), "test")
+	st, err := c.Watch(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range 3 {
+		time.Sleep(3 * timeout)
+		f.hub.Publish(inspect.Event{Kind: inspect.Note, Time: t0, Reason: "still here"})
+		if ev, err := st.Next(); err != nil || ev.Kind != "note" {
+			t.Fatalf("event %d after %v: %+v, %v", i, time.Duration(i+1)*3*timeout, ev, err)
+		}
+	}
+}
+
+func TestErrorLog(t *testing.T) {
+	lines := make(chan string, 10)
+	s, err := api.NewServer(newFake(), api.Options{Path: filepath.Join(t.TempDir(), "inspectd.sock"),
+		ErrorLog: log.New(chanWriter(lines), "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.WrapListener(s, func(ln net.Listener) net.Listener { return &failOnce{Listener: ln} })
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	defer func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "http: Accept error: accept unix: accept4: too many open files; retrying") {
+			t.Errorf("logged %q", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing logged")
+	}
+	if _, err := client.New(s.Path(), "test").Version(ctx(t)); err != nil {
+		t.Errorf("after the accept error: %v", err)
+	}
+}
+
+// failOnce fails its first Accept as when the process is out of file
+// descriptors.
+type failOnce struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *failOnce) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// chanWriter sends each write (a log line) to the channel.
+type chanWriter chan string
+
+func (w chanWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}

@@ -1,0 +1,175 @@
+package metrics
+
+import (
+	"bufio"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// listen makes a metrics server over fake with opts.
+func listen(t *testing.T, opts ...Option) *Server {
+	t.Helper()
+	s, err := Listen("127.0.0.1:0", fake{}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// serve serves s until the end of the test.
+func serve(t *testing.T, s *Server) {
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// limits shortens the server's timeouts and sets its connection cap.
+func limits(header, idle time.Duration, conns int) Option {
+	return func(c *config) {
+		c.readHeaderTimeout, c.readTimeout, c.writeTimeout, c.idleTimeout = header, time.Minute, time.Minute, idle
+		c.maxConns = conns
+	}
+}
+
+func dial(t *testing.T, s *Server) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitClosed reads c until the server closes it and returns how long that
+// took; it fails the test after five seconds.
+func waitClosed(t *testing.T, c net.Conn) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("connection still open: %v", err)
+	}
+	return time.Since(start)
+}
+
+func TestConnectionCap(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	s := listen(t, limits(timeout, time.Minute, 3))
+	serve(t, s)
+	start := time.Now()
+	var idle []net.Conn
+	for range 3 {
+		idle = append(idle, dial(t, s))
+	}
+	// A fourth client waits in the backlog until the server drops the
+	// idle ones, which never send a request; then it is served.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + s.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "inspectd_watch_lost_total 6") {
+		t.Errorf("scrape over the cap: %s\n%.200s", resp.Status, b)
+	}
+	if d := time.Since(start); d < timeout {
+		t.Errorf("served after %v, before the idle connections had timed out", d)
+	}
+	for _, c := range idle {
+		waitClosed(t, c)
+	}
+}
+
+func TestSlowClients(t *testing.T) {
+	const header, idle = 300 * time.Millisecond, 400 * time.Millisecond
+	s := listen(t, limits(header, idle, 8))
+	serve(t, s)
+
+	// Slowloris: a header never finished.
+	c := dial(t, s)
+	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
+	if d := waitClosed(t, c); d < header*9/10 {
+		t.Errorf("unfinished header dropped after %v, before the header timeout", d)
+	}
+
+	// A kept-alive connection is closed once idle.
+	c = dial(t, s)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("/: %s, close %v", resp.Status, resp.Close)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < idle*9/10 {
+		t.Errorf("idle connection closed after %v, before the idle timeout", d)
+	}
+}
+
+func TestErrorLog(t *testing.T) {
+	lines := make(chan string, 10)
+	s := listen(t, ErrorLog(log.New(chanWriter(lines), "", 0)))
+	s.ln = &failOnce{Listener: s.ln}
+	serve(t, s)
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "http: Accept error: accept tcp: accept4: too many open files; retrying") {
+			t.Errorf("logged %q", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing logged")
+	}
+	resp, err := http.Get("http://" + s.Addr().String() + "/")
+	if err != nil {
+		t.Fatalf("after the accept error: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// failOnce fails its first Accept as when the process is out of file
+// descriptors.
+type failOnce struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *failOnce) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// chanWriter sends each write (a log line) to the channel.
+type chanWriter chan string
+
+func (w chanWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
