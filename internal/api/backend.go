@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/inspectd/inspectd/conntrack"
@@ -62,8 +63,10 @@ type EngineBackend struct {
 	cfg     EngineConfig
 	hub     *Hub
 
-	mu     sync.Mutex // serialises reloads
-	loaded time.Time
+	mu sync.Mutex // serialises reloads
+	// loaded is when the rules in force were loaded; read without mu, so
+	// that stats and rules answer while a reload waits on a slow file.
+	loaded atomic.Pointer[time.Time]
 }
 
 // NewEngineBackend returns a Backend over engines. It subscribes to every
@@ -76,7 +79,9 @@ func NewEngineBackend(engines []*inspect.Engine, cfg EngineConfig) *EngineBacken
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &EngineBackend{engines: engines, cfg: cfg, hub: NewHub(cfg.WatchBuffer), loaded: cfg.Now()}
+	b := &EngineBackend{engines: engines, cfg: cfg, hub: NewHub(cfg.WatchBuffer)}
+	now := cfg.Now()
+	b.loaded.Store(&now)
 	for _, e := range engines {
 		e.SubscribeWhen(b.hub.Publish, b.hub.wants)
 	}
@@ -145,9 +150,7 @@ func (b *EngineBackend) Stats() Stats {
 	if b.cfg.Latency != nil {
 		st.Latency = b.cfg.Latency()
 	}
-	b.mu.Lock()
-	st.RulesLoaded = b.loaded
-	b.mu.Unlock()
+	st.RulesLoaded = *b.loaded.Load()
 	return st
 }
 
@@ -182,9 +185,7 @@ func CountExpectations(xs []inspect.ExpectInfo) []ExpectCount {
 
 // Rules describes the rules in force (the engines share one ruleset).
 func (b *EngineBackend) Rules() Rules {
-	b.mu.Lock()
-	loaded := b.loaded
-	b.mu.Unlock()
+	loaded := *b.loaded.Load()
 	if len(b.engines) == 0 {
 		return Rules{Loaded: loaded}
 	}
@@ -248,7 +249,8 @@ func (b *EngineBackend) Reload() (ReloadResult, error) {
 	if err := b.cfg.Reload(); err != nil {
 		return ReloadResult{}, err
 	}
-	b.loaded = b.cfg.Now()
+	now := b.cfg.Now()
+	b.loaded.Store(&now)
 	var sum string
 	if len(b.engines) > 0 {
 		sum = b.engines[0].Rules().Summary()

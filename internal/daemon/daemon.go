@@ -339,7 +339,9 @@ loop:
 			stop()
 			break loop
 		case <-hup:
-			backend.Reload()
+			// Off the main loop: a rule file on a hung mount must not
+			// keep SIGTERM waiting. Reloads still run one at a time.
+			go backend.Reload()
 		}
 	}
 	wg.Wait()
