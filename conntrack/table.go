@@ -273,16 +273,21 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 // Track updates session s with packet p travelling in direction dir: TCP
 // state and window, counters and the idle deadline. It returns "" when the
 // packet is valid for the session, else the reason to drop it. A packet
-// that is dropped changes nothing but the drop itself.
-func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) string {
+// that is dropped changes nothing but the drop itself. Some valid TCP
+// segments pass and change nothing either, not even the idle deadline
+// (unchanged is then set): a reset in the window but not where the
+// receiver expects one, which it answers with a challenge ACK, and a
+// client's SYN on an established session. An inspector must not read
+// them: the connection did not move.
+func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) (why string, unchanged bool) {
 	n := t.advance(now)
 	if p.Proto == decode.ProtoTCP {
 		switch why := t.trackTCP(s, dir, p); why {
 		case "":
 		case passUnchanged:
-			return ""
+			return "", true
 		default:
-			return why
+			return why, false
 		}
 	} else if dir == Reply && s.State == StateNew {
 		s.State = StateEstablished
@@ -293,12 +298,12 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) stri
 	if s.gone || (s.State == StateSynSent && dir == Reply) {
 		// Nothing the responder sends before its SYN-ACK (an ACK for an
 		// older connection) keeps a half-open session alive.
-		return ""
+		return "", false
 	}
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
 	t.keepParent(s, n)
-	return ""
+	return "", false
 }
 
 // Relate makes s, just created for a connection expectation x predicted,

@@ -253,7 +253,7 @@ func TestResponderCannotKeepHalfOpenAlive(t *testing.T) {
 			}
 			return // expired at its first deadline, as it must
 		}
-		if why := tb.Track(got, dir, ack, now); why != "" {
+		if why, _ := tb.Track(got, dir, ack, now); why != "" {
 			t.Fatalf("ACK %d dropped: %s", i, why)
 		}
 	}

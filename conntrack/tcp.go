@@ -64,7 +64,8 @@ func (pe *tcpPeer) pickUp(p *decode.Packet) {
 
 // trackTCP checks segment p from direction dir against session s and
 // updates the state. It returns "" or the reason to drop the segment; a
-// dropped segment changes nothing.
+// dropped segment changes nothing. It returns passUnchanged for a segment
+// that passes but changes nothing (see Table.Track).
 func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 	f := p.Flags
 	syn, ack, rst, fin := f&decode.TCPSyn != 0, f&decode.TCPAck != 0, f&decode.TCPRst != 0, f&decode.TCPFin != 0

@@ -69,7 +69,7 @@ func runScript(t *testing.T, tb *Table, script []seg) *Session {
 		if (dir == Original) != sg.fromClient {
 			t.Fatalf("segment %d: direction %v", i, dir)
 		}
-		why := tb.Track(s, dir, p, now)
+		why, _ := tb.Track(s, dir, p, now)
 		if why != sg.want {
 			t.Fatalf("segment %d (%+v): got %q, want %q", i, sg, why, sg.want)
 		}
@@ -255,7 +255,7 @@ func TestPickUpIsLiberal(t *testing.T) {
 	if got != s || dir != Reply {
 		t.Fatal("reply not found")
 	}
-	if why := tb.Track(s, dir, r, t0); why != "" {
+	if why, _ := tb.Track(s, dir, r, t0); why != "" {
 		t.Fatalf("reply dropped: %s", why)
 	}
 }

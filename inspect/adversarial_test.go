@@ -528,3 +528,25 @@ func TestAdvDropReasonsBounded(t *testing.T) {
 		t.Errorf("drop reasons %v: want the PORTs and the opcodes counted once each by class", st.Reasons)
 	}
 }
+
+// TestAdvBlindSYNAndResetLeaveInspector: segments that pass tracking
+// unchanged (a spoofed SYN on the established control session, with any
+// sequence number; an in-window reset carrying text) are not read by the
+// FTP inspector, so they neither throw it out of step nor open holes.
+func TestAdvBlindSYNAndResetLeaveInspector(t *testing.T) {
+	for _, off := range []uint32{100000, -100000 & 0xffffffff} {
+		l := newLab(t)
+		conn := l.dial(ap(client, 40000), ap(server, 21), ReasonRule)
+		f := &ftpSession{tcpConn: conn, c: conn.a, s: conn.b}
+		f.s.send("220 (vsFTPd 3.0.3)\r\n")
+		l.process(client, packettest.TCP(f.c.addr, f.s.addr, syn, f.c.next+off, 0, nil), true, ReasonSession)
+		f.c.raw(rst|ack|psh, f.c.next+1000, "PORT 198,51,100,2,195,80\r\n", true, ReasonSession)
+		l.wantHoles()
+		f.c.send("USER anonymous\r\n")
+		f.s.send("331 Please specify the password.\r\n")
+		f.c.send("PASS guest@\r\n")
+		f.s.send("230 Login successful.\r\n")
+		f.port(50001)
+		l.wantHoles("ftp PORT 192.0.2.10:20 -> 198.51.100.2:50001")
+	}
+}

@@ -300,10 +300,11 @@ func (e *Engine) process(m Meta) Verdict {
 // established handles a packet of a tracked session.
 func (e *Engine) established(s *conntrack.Session, dir conntrack.Dir, m Meta) Verdict {
 	p := &e.pkt
-	if why := e.table.Track(s, dir, p, m.Time); why != "" {
+	why, unchanged := e.table.Track(s, dir, p, m.Time)
+	if why != "" {
 		return e.dropSession(m, why, why, s)
 	}
-	if s.Inspector != nil {
+	if s.Inspector != nil && !unchanged {
 		if v, done := e.inspect(s, dir, m); done {
 			return v
 		}

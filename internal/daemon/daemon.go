@@ -75,8 +75,9 @@ type Options struct {
 }
 
 // hookTimeout bounds installing or removing the kernel hooks (a few runs
-// of iptables-save and iptables-restore).
-const hookTimeout = 30 * time.Second
+// of iptables-save and iptables-restore, well under a second usually),
+// within the systemd unit's TimeoutStopSec (15 s).
+const hookTimeout = 10 * time.Second
 
 // Log rate limits: sustained events per second and burst, shared by all
 // workers, so that a flood of denials cannot fill the disk.
@@ -86,9 +87,12 @@ const (
 )
 
 // Run does what `inspectd run` does until ctx is done or SIGINT or
-// SIGTERM arrives; it then removes its hooks and returns nil. It returns
-// an error when it cannot start: bad options, rules with errors (each is
-// logged), hooks or queues that cannot be set up.
+// SIGTERM arrives; it then removes its hooks and returns nil (or the
+// error that removing them met). It returns an error when it cannot
+// start: bad options, rules with errors (each is logged), another daemon
+// in the network namespace, hooks or queues that cannot be set up. When a
+// queue fails, it stops and returns the error, leaving the hooks in place
+// so that traffic fails closed (or open, with FailOpen) as after a crash.
 func Run(ctx context.Context, o Options) (err error) {
 	if o.Queues == 0 {
 		o.Queues = 1
@@ -257,10 +261,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		// install (and its rollback) runs to its end, then the signal
 		// is honoured with the clean stop below.
 		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
-		left, err := hooks.Install(ictx, hcfg)
+		left, ierr := hooks.Install(ictx, hcfg)
 		cancel()
-		if err != nil {
-			return fmt.Errorf("daemon: %w", err)
+		if ierr != nil {
+			return fmt.Errorf("daemon: %w", ierr)
 		}
 		if left > 0 {
 			log.Warn("removed hooks left by an earlier run", zap.Int("chains", left))
@@ -317,12 +321,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer netns.Close()
 	wg.Go(func() {
 		// The hooks check runs iptables-save, which works on the network
-		// namespace of the thread that starts it: make it the daemon's,
+		// namespace of the thread that starts it: it must be the daemon's,
 		// also when Run was started on a thread of its own (tests).
-		runtime.LockOSThread()
-		if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
-			log.Error("maintenance stopped: entering the daemon's network namespace", zap.Error(err))
-			return
+		check := check
+		if err := enterNamespace(netns); err != nil {
+			log.Error("the hooks check is off: cannot enter the daemon's network namespace", zap.Error(err))
+			check = nil
 		}
 		maintain(ctx, log, lim, keep, check, stats, queues, o.FirstQueue, o.KeepAlive, &kstats)
 	})
@@ -353,6 +357,26 @@ loop:
 	}
 	log.Info("inspectd stopping")
 	return runErr
+}
+
+// enterNamespace locks the calling goroutine to its thread and moves the
+// thread into network namespace ns, unless it is there already. In a
+// daemon every thread is (the whole process was started in the
+// namespace), and that is as well: switching needs CAP_SYS_ADMIN, which
+// the systemd unit does not grant.
+func enterNamespace(ns *os.File) error {
+	var here, there unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
+		return err
+	}
+	if err := unix.Fstat(int(ns.Fd()), &there); err != nil {
+		return err
+	}
+	if here.Dev == there.Dev && here.Ino == there.Ino {
+		return nil
+	}
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
 }
 
 // checkHooks makes sure the hooks are still installed, and installs them

@@ -3,10 +3,12 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 )
 
 const rulesV1 = `
@@ -366,5 +369,40 @@ func TestRunNoHooks(t *testing.T) {
 	d.stop(t)
 	if !strings.Contains(out.String(), "-j NFQUEUE --queue-num 3 --queue-bypass") {
 		t.Errorf("plan:\n%s", out.String())
+	}
+}
+
+// TestEnterOwnNamespaceWithoutSysAdmin checks that the maintenance
+// goroutine stays on when the daemon lacks CAP_SYS_ADMIN, as under the
+// systemd unit: entering the namespace its thread is in already must not
+// call setns(2), which needs it even then.
+func TestEnterOwnNamespaceWithoutSysAdmin(t *testing.T) {
+	ns, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread, with its lowered capabilities, ends with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		data[0].Effective &^= 1 << unix.CAP_SYS_ADMIN
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err == nil {
+			done <- errors.New("setns succeeded without CAP_SYS_ADMIN: the test proves nothing here")
+			return
+		}
+		done <- enterNamespace(ns)
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -43,18 +43,20 @@ type Flow struct {
 // PREROUTING), before source NAT (done in POSTROUTING). Its source is the
 // original source and its destination the reply's source. Without NAT it
 // is Key.
-func (f Flow) Forward() conntrack.Key {
-	k := f.Key
-	if f.Reply.Src.IsValid() {
-		k.Dst, k.DstPort = f.Reply.Src, f.Reply.SrcPort
+func (f Flow) Forward() conntrack.Key { return forward(f.Key, f.Reply) }
+
+// forward returns the original direction orig of a connection whose reply
+// direction is reply, as the forward path sees it: the destination is the
+// reply's source (when known).
+func forward(orig, reply conntrack.Key) conntrack.Key {
+	if reply.Src.IsValid() {
+		orig.Dst, orig.DstPort = reply.Src, reply.SrcPort
 	}
-	return k
+	return orig
 }
 
 // Kernel TCP conntrack states (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
 const (
-	TCPSynSent     = 1
-	TCPSynRecv     = 2
 	TCPEstablished = 3
 	TCPFinWait     = 4
 	TCPLastAck     = 6

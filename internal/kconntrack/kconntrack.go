@@ -105,11 +105,12 @@ func flowKey(f *netlink.ConntrackFlow) (conntrack.Key, bool) {
 	if !ok1 || !ok2 {
 		return conntrack.Key{}, false
 	}
-	k := conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort, Proto: f.Forward.Protocol}
-	if rd, ok := addr(f.Reverse.SrcIP); ok {
-		k.Dst, k.DstPort = rd, f.Reverse.SrcPort
+	orig := conntrack.Key{Src: src, Dst: dst, SrcPort: f.Forward.SrcPort, DstPort: f.Forward.DstPort, Proto: f.Forward.Protocol}
+	var reply conntrack.Key
+	if rs, ok := addr(f.Reverse.SrcIP); ok {
+		reply.Src, reply.SrcPort = rs, f.Reverse.SrcPort
 	}
-	return k, true
+	return forward(orig, reply), true
 }
 
 func addr(ip net.IP) (netip.Addr, bool) {
