@@ -418,9 +418,8 @@ func (q *Queue) batch(h Handler, now time.Time) {
 			data = data[n:]
 		}
 	}
-	if len(q.out) > 0 {
-		q.flush()
-	}
+	// Counted before the verdicts go out: whoever sees a packet the
+	// verdicts let through finds it counted.
 	q.batches.Add(1)
 	q.packets.Add(s.Packets)
 	q.accepted.Add(s.Accepted)
@@ -429,6 +428,9 @@ func (q *Queue) batch(h Handler, now time.Time) {
 	q.truncated.Add(s.Truncated)
 	q.malformed.Add(s.Malformed)
 	q.verdictErrors.Add(s.VerdictErrors)
+	if len(q.out) > 0 {
+		q.flush()
+	}
 }
 
 // message handles one netlink message body of type typ.
