@@ -17,6 +17,7 @@ import (
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/conntest"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -313,18 +314,6 @@ func TestNotRunningCLI(t *testing.T) {
 // they need.
 var liveVerbs = [][]string{{"sessions"}, {"expectations"}, {"stats"}, {"rules"}, {"watch"}, {"clear", "--all"}, {"reload"}}
 
-// hang returns a socket that takes connections and never answers.
-func hang(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "hang.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return path
-}
-
 // cliWithin runs the CLI like cli, failing the test if it takes longer
 // than d.
 func cliWithin(t *testing.T, d time.Duration, args ...string) (int, string, string) {
@@ -348,7 +337,7 @@ func cliWithin(t *testing.T, d time.Duration, args ...string) (int, string, stri
 }
 
 func TestTimeoutCLI(t *testing.T) {
-	path := hang(t)
+	path := conntest.Hang(t)
 	for _, v := range liveVerbs {
 		code, _, errs := cliWithin(t, 10*time.Second, append(v, "--socket", path, "--timeout", "200ms")...)
 		want := fmt.Sprintf("inspectd %s: no answer from inspectd on %s within 200ms (--timeout)\n", v[0], path)

@@ -21,6 +21,7 @@ import (
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/api/client"
+	"github.com/inspectd/inspectd/internal/conntest"
 )
 
 // fake is a Backend with canned answers.
@@ -453,7 +454,7 @@ func TestWatchersBounded(t *testing.T) {
 		t.Fatalf("watch %d: %v; want refused", api.MaxWatchers+1, err)
 	}
 	// The refused client's connection is closed.
-	conn := dial(t, s.Path())
+	conn := conntest.Dial(t, "unix", s.Path())
 	br := bufio.NewReader(conn)
 	io.WriteString(conn, "GET /v1/watch HTTP/1.1\r\nHost: inspectd\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)

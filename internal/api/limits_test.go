@@ -6,41 +6,16 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/api/client"
+	"github.com/inspectd/inspectd/internal/conntest"
 )
-
-// dial connects to the socket at path without HTTP.
-func dial(t *testing.T, path string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitClosed reads c until the server closes it and returns how long that
-// took; it fails the test after five seconds.
-func waitClosed(t *testing.T, c net.Conn) time.Duration {
-	t.Helper()
-	start := time.Now()
-	c.SetReadDeadline(start.Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		t.Errorf("connection still open: %v", err)
-	}
-	return time.Since(start)
-}
 
 func TestConnectionCap(t *testing.T) {
 	const timeout = 300 * time.Millisecond
@@ -49,7 +24,7 @@ func TestConnectionCap(t *testing.T) {
 	start := time.Now()
 	var idle []net.Conn
 	for range 3 {
-		idle = append(idle, dial(t, s.Path()))
+		idle = append(idle, conntest.Dial(t, "unix", s.Path()))
 	}
 	// A fourth client waits in the backlog until the server drops the
 	// idle ones, which never send a request; then it is served.
@@ -61,7 +36,7 @@ func TestConnectionCap(t *testing.T) {
 		t.Errorf("served after %v, before the idle connections had timed out", d)
 	}
 	for _, c := range idle {
-		waitClosed(t, c)
+		conntest.WaitClosed(t, c)
 	}
 }
 
@@ -71,22 +46,22 @@ func TestSlowClients(t *testing.T) {
 		api.Limits{ReadHeader: header, Read: read, Write: time.Minute, Idle: idle, Conns: 8}))
 
 	// Slowloris: a header never finished.
-	c := dial(t, s.Path())
+	c := conntest.Dial(t, "unix", s.Path())
 	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n")
-	if d := waitClosed(t, c); d < header*9/10 {
+	if d := conntest.WaitClosed(t, c); d < header*9/10 {
 		t.Errorf("unfinished header dropped after %v, before ReadHeader", d)
 	}
 
 	// A body never finished: the request fails at Read.
-	c = dial(t, s.Path())
+	c = conntest.Dial(t, "unix", s.Path())
 	start := time.Now()
 	io.WriteString(c, "POST /v1/clear HTTP/1.1\r\nHost: inspectd\r\nContent-Length: 100\r\n\r\n{\"id\":")
-	if waitClosed(t, c); time.Since(start) < read*9/10 {
+	if conntest.WaitClosed(t, c); time.Since(start) < read*9/10 {
 		t.Errorf("unfinished body dropped after %v, before Read", time.Since(start))
 	}
 
 	// A kept-alive connection is closed after Idle.
-	c = dial(t, s.Path())
+	c = conntest.Dial(t, "unix", s.Path())
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -131,11 +106,11 @@ func TestWatchOutlivesTimeouts(t *testing.T) {
 func TestErrorLog(t *testing.T) {
 	lines := make(chan string, 10)
 	s, err := api.NewServer(newFake(), api.Options{Path: filepath.Join(t.TempDir(), "inspectd.sock"),
-		ErrorLog: log.New(chanWriter(lines), "", 0)})
+		ErrorLog: log.New(conntest.Lines(lines), "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api.WrapListener(s, func(ln net.Listener) net.Listener { return &failOnce{Listener: ln} })
+	api.WrapListener(s, func(ln net.Listener) net.Listener { return &conntest.FailOnce{Listener: ln} })
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
 	defer func() {
@@ -155,26 +130,4 @@ func TestErrorLog(t *testing.T) {
 	if _, err := client.New(s.Path(), "test").Version(ctx(t)); err != nil {
 		t.Errorf("after the accept error: %v", err)
 	}
-}
-
-// failOnce fails its first Accept as when the process is out of file
-// descriptors.
-type failOnce struct {
-	net.Listener
-	failed atomic.Bool
-}
-
-func (l *failOnce) Accept() (net.Conn, error) {
-	if !l.failed.Swap(true) {
-		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
-
-// chanWriter sends each write (a log line) to the channel.
-type chanWriter chan string
-
-func (w chanWriter) Write(p []byte) (int, error) {
-	w <- string(p)
-	return len(p), nil
 }

@@ -6,12 +6,11 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inspectd/inspectd/internal/conntest"
 )
 
 // listen makes a metrics server over fake with opts.
@@ -46,28 +45,6 @@ func limits(header, idle time.Duration, conns int) Option {
 	}
 }
 
-func dial(t *testing.T, s *Server) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitClosed reads c until the server closes it and returns how long that
-// took; it fails the test after five seconds.
-func waitClosed(t *testing.T, c net.Conn) time.Duration {
-	t.Helper()
-	start := time.Now()
-	c.SetReadDeadline(start.Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		t.Errorf("connection still open: %v", err)
-	}
-	return time.Since(start)
-}
-
 func TestConnectionCap(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	s := listen(t, limits(timeout, time.Minute, 3))
@@ -75,7 +52,7 @@ func TestConnectionCap(t *testing.T) {
 	start := time.Now()
 	var idle []net.Conn
 	for range 3 {
-		idle = append(idle, dial(t, s))
+		idle = append(idle, conntest.Dial(t, "tcp", s.Addr().String()))
 	}
 	// A fourth client waits in the backlog until the server drops the
 	// idle ones, which never send a request; then it is served.
@@ -93,7 +70,7 @@ func TestConnectionCap(t *testing.T) {
 		t.Errorf("served after %v, before the idle connections had timed out", d)
 	}
 	for _, c := range idle {
-		waitClosed(t, c)
+		conntest.WaitClosed(t, c)
 	}
 }
 
@@ -103,14 +80,14 @@ func TestSlowClients(t *testing.T) {
 	serve(t, s)
 
 	// Slowloris: a header never finished.
-	c := dial(t, s)
+	c := conntest.Dial(t, "tcp", s.Addr().String())
 	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
-	if d := waitClosed(t, c); d < header*9/10 {
+	if d := conntest.WaitClosed(t, c); d < header*9/10 {
 		t.Errorf("unfinished header dropped after %v, before the header timeout", d)
 	}
 
 	// A kept-alive connection is closed once idle.
-	c = dial(t, s)
+	c = conntest.Dial(t, "tcp", s.Addr().String())
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
@@ -134,8 +111,8 @@ func TestSlowClients(t *testing.T) {
 
 func TestErrorLog(t *testing.T) {
 	lines := make(chan string, 10)
-	s := listen(t, ErrorLog(log.New(chanWriter(lines), "", 0)))
-	s.ln = &failOnce{Listener: s.ln}
+	s := listen(t, ErrorLog(log.New(conntest.Lines(lines), "", 0)))
+	s.ln = &conntest.FailOnce{Listener: s.ln}
 	serve(t, s)
 	select {
 	case l := <-lines:
@@ -150,26 +127,4 @@ func TestErrorLog(t *testing.T) {
 		t.Fatalf("after the accept error: %v", err)
 	}
 	resp.Body.Close()
-}
-
-// failOnce fails its first Accept as when the process is out of file
-// descriptors.
-type failOnce struct {
-	net.Listener
-	failed atomic.Bool
-}
-
-func (l *failOnce) Accept() (net.Conn, error) {
-	if !l.failed.Swap(true) {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
-
-// chanWriter sends each write (a log line) to the channel.
-type chanWriter chan string
-
-func (w chanWriter) Write(p []byte) (int, error) {
-	w <- string(p)
-	return len(p), nil
 }

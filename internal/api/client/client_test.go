@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/conntest"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -67,18 +68,6 @@ func TestNotASocket(t *testing.T) {
 	}
 }
 
-// hang returns a socket that takes connections and never answers.
-func hang(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "hang.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return path
-}
-
 // serve serves h on a socket and returns its path.
 func serve(t *testing.T, h http.HandlerFunc) string {
 	t.Helper()
@@ -94,7 +83,7 @@ func serve(t *testing.T, h http.HandlerFunc) string {
 }
 
 func TestNoAnswer(t *testing.T) {
-	c := New(hang(t), "test")
+	c := New(conntest.Hang(t), "test")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := c.Stats(ctx); !errors.Is(err, context.DeadlineExceeded) {
