@@ -41,19 +41,22 @@ type Options struct {
 
 // Reasons for verdicts. Inspectors and limits add their own.
 const (
-	ReasonRule        = "rule"                      // a permit rule opened a session
-	ReasonDenyRule    = "deny rule"                 // a deny rule matched
-	ReasonDefault     = "default"                   // the block's default permitted
-	ReasonDenyDefault = "default deny"              // no rule matched; the block denies
-	ReasonSession     = "session"                   // the packet belongs to a tracked session
-	ReasonRelated     = "related"                   // the packet opened an expected connection
-	ReasonICMPRelated = "related: icmp error"       // an ICMP error quoting a tracked flow
-	ReasonNoSession   = "no session or expectation" // not a SYN, and nothing tracked
-	ReasonICMPOrphan  = "icmp error quotes no tracked flow"
-	ReasonNoRules     = "no rules for the interface the packet entered on"
-	ReasonFragment    = "fragment: non-first fragment (not reassembled)"
-	ReasonAdopted     = "offloaded before a restart"   // a marked flow the table had lost
-	ReasonResumed     = "established before a restart" // a kernel-tracked flow the rules permit
+	ReasonRule        = "rule"                // a permit rule opened a session
+	ReasonDenyRule    = "deny rule"           // a deny rule matched
+	ReasonDefault     = "default"             // the block's default permitted
+	ReasonDenyDefault = "default deny"        // no rule matched; the block denies
+	ReasonSession     = "session"             // the packet belongs to a tracked session
+	ReasonRelated     = "related"             // the packet opened an expected connection
+	ReasonICMPRelated = "related: icmp error" // an ICMP error quoting a tracked flow
+	// ReasonICMPOffloaded: an ICMP error the kernel found related to a
+	// connection the fast path carries, which no table holds any more.
+	ReasonICMPOffloaded = "related: icmp error of an offloaded connection"
+	ReasonNoSession     = "no session or expectation" // not a SYN, and nothing tracked
+	ReasonICMPOrphan    = "icmp error quotes no tracked flow"
+	ReasonNoRules       = "no rules for the interface the packet entered on"
+	ReasonFragment      = "fragment: non-first fragment (not reassembled)"
+	ReasonAdopted       = "offloaded before a restart"   // a marked flow the table had lost
+	ReasonResumed       = "established before a restart" // a kernel-tracked flow the rules permit
 )
 
 // Engine decides the fate of each packet. It is safe for concurrent use
@@ -614,6 +617,27 @@ func (e *Engine) icmpError(m Meta) Verdict {
 		if id != 0 {
 			e.stats.Accepted++
 			return Verdict{Accept: true, Reason: ReasonICMPRelated, Session: id}
+		}
+	}
+	if m.Offloaded {
+		// No table holds the flow, but the kernel found the error
+		// related to a connection an offload verdict marked: one the
+		// fast path still carries after the engine let its session go
+		// (a restart, an idle timeout shorter than the kernel's). A
+		// packet-too-big must reach its sender, or path MTU discovery
+		// black-holes the connection.
+		e.stats.Accepted++
+		return Verdict{Accept: true, Reason: ReasonICMPOffloaded}
+	}
+	// Quoting nothing tracked, an error is judged by the rules of the
+	// interface it entered on, as a new flow's first packet is, but opens
+	// no session: a rule that names an error type (permit icmpv6 type
+	// packet-too-big) lets such errors through.
+	if ic := e.cfg.ifaces[m.In]; ic != nil && ic.block != nil {
+		f := rules.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, ICMPType: p.ICMPType}
+		if d := e.decide(ic, &f); d.permit {
+			e.stats.Accepted++
+			return Verdict{Accept: true, Reason: d.reason, Rule: d.loc}
 		}
 	}
 	return e.drop(m, ReasonICMPOrphan, "", false)

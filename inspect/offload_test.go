@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +160,49 @@ func TestAccountOffloaded(t *testing.T) {
 	}
 	if l.e.Account(conntrack.Key{Src: client, Dst: server, SrcPort: 1, DstPort: 2, Proto: 6}, [2]uint64{1, 1}, [2]uint64{1, 1}) {
 		t.Fatal("account of an unknown flow reported a session")
+	}
+}
+
+// TestICMPErrorOfOffloadedConnection: an ICMP error that the kernel found
+// related to an offloaded connection (the connmark restored into the
+// packet mark: Meta.Offloaded) passes even when no table holds the flow
+// any more (after a restart, or an idle timeout shorter than the
+// kernel's): a packet-too-big must reach its sender. Without the mark it
+// is still an orphan.
+func TestICMPErrorOfOffloadedConnection(t *testing.T) {
+	e := New(mustRules(t, testRules), Options{FastPath: true})
+	router6, router4 := netip.MustParseAddr("2001:db8:ffff::1"), netip.MustParseAddr("203.0.113.1")
+	big6 := packettest.TCP(ap(server6, 9000), ap(client6, 40000), ack, 5000, 1001, make([]byte, 1400))
+	ptb := packettest.ICMPError(router6, server6, 2, 0, big6[:1232])
+	big4 := packettest.TCP(ap(server, 9000), ap(client, 40000), ack, 5000, 1001, make([]byte, 1400))
+	fragNeeded := packettest.ICMPError(router4, server, 3, 4, packettest.Quote(big4))
+	for _, pkt := range [][]byte{ptb, fragNeeded} {
+		if v := e.Process(pkt, Meta{Time: start, In: "wan0"}); v.Accept || v.Reason != ReasonICMPOrphan {
+			t.Errorf("unmarked error: %+v, want an orphan", v)
+		}
+		if v := e.Process(pkt, Meta{Time: start, In: "wan0", Offloaded: true}); !v.Accept || v.Reason != ReasonICMPOffloaded {
+			t.Errorf("error of an offloaded connection: %+v, want it accepted", v)
+		}
+	}
+}
+
+// TestICMPErrorByRule: an error that quotes no tracked flow is judged by
+// the rules, and opens no session: a rule naming its type lets it pass.
+func TestICMPErrorByRule(t *testing.T) {
+	rs := strings.Replace(testRules, "permit icmpv6 from any to any type echo-request",
+		"permit icmpv6 from any to any type { echo-request packet-too-big }", 1)
+	e := New(mustRules(t, rs), Options{})
+	router6 := netip.MustParseAddr("2001:db8:ffff::1")
+	big := packettest.TCP(ap(server6, 9000), ap(client6, 40000), ack, 5000, 1001, make([]byte, 1400))
+	ptb := packettest.ICMPError(router6, server6, 2, 0, big[:1232])
+	if v := e.Process(ptb, Meta{Time: start, In: "wan0"}); !v.Accept || v.Reason != ReasonRule {
+		t.Errorf("packet-too-big a rule permits: %+v", v)
+	}
+	unreach := packettest.ICMPError(router6, server6, 1, 0, big[:1232])
+	if v := e.Process(unreach, Meta{Time: start, In: "wan0"}); v.Accept || v.Reason != ReasonICMPOrphan {
+		t.Errorf("unreachable no rule permits: %+v, want an orphan", v)
+	}
+	if n := len(e.Sessions()); n != 0 {
+		t.Errorf("%d sessions opened by errors", n)
 	}
 }
