@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -44,7 +43,7 @@ type live struct {
 	stderr  io.Writer
 }
 
-func liveFlags(fs *flag.FlagSet, name string, stderr io.Writer) *live {
+func liveFlags(fs *flags, name string, stderr io.Writer) *live {
 	return &live{
 		name:    name,
 		socket:  fs.String("socket", "", "control socket `PATH` (default $"+client.EnvSocket+", else "+api.DefaultSocket+")"),
@@ -55,7 +54,7 @@ func liveFlags(fs *flag.FlagSet, name string, stderr io.Writer) *live {
 }
 
 // parse parses the flags as parseArgs does and checks the common ones.
-func (l *live) parse(fs *flag.FlagSet, args []string) (pos []string, code int) {
+func (l *live) parse(fs *flags, args []string) (pos []string, code int) {
 	pos, code = parseArgs(fs, args)
 	if code < 0 && *l.timeout <= 0 {
 		return nil, usageError(fs, l.stderr, "--timeout must be above 0, e.g. 2s")
@@ -87,7 +86,7 @@ func (l *live) warnVersion(c *client.Client) {
 
 // parseArgs parses flags placed anywhere among the arguments and returns
 // the positional ones; code is as parseFlags's.
-func parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int) {
+func parseArgs(fs *flags, args []string) (pos []string, code int) {
 	for {
 		if code := parseFlags(fs, args); code >= 0 {
 			return nil, code
@@ -105,7 +104,7 @@ func parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int) {
 }
 
 // usageError prints msg and where to find help, and returns 2.
-func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) int {
+func usageError(fs *flags, stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "inspectd %s: %s (see 'inspectd %s --help')\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
 	return 2
 }
@@ -114,7 +113,7 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 // refuse positional arguments, ask the daemon, note a version difference
 // and print --json. When ok is false the verb is done and code is its exit
 // code; otherwise res is for the verb's table.
-func query[T any](fs *flag.FlagSet, l *live, pos []string, stdout io.Writer,
+func query[T any](fs *flags, l *live, pos []string, stdout io.Writer,
 	call func(*client.Client, context.Context) (T, error)) (res T, code int, ok bool) {
 	if len(pos) > 0 {
 		return res, usageError(fs, l.stderr, "unexpected argument %q", pos[0]), false
@@ -151,7 +150,7 @@ Examples:
   inspectd sessions --alg ftp
   inspectd sessions --addr 198.51.100.0/24 --port 21
   inspectd sessions --parent 12          # the data connections of control session 12
-  inspectd sessions --json | jq '.[] | select(.offloaded)'`, stderr)
+  inspectd sessions --json | jq '.[] | select(.offloaded)'`, stdout, stderr)
 	l := liveFlags(fs, "sessions", stderr)
 	proto := fs.String("proto", "", "only `PROTO`: tcp, udp, icmp or icmpv6")
 	addr := fs.String("addr", "", "only sessions with an endpoint in `ADDR` (address or prefix)")
@@ -206,7 +205,7 @@ A source port "any" means any source port may connect.
 
 Examples:
   inspectd expectations
-  inspectd expectations --json`, stderr)
+  inspectd expectations --json`, stdout, stderr)
 	l := liveFlags(fs, "expectations", stderr)
 	pos, code := l.parse(fs, args)
 	if code >= 0 {
@@ -238,7 +237,7 @@ netfilter queues' counters and drops, and the engine's time per packet.
 
 Examples:
   inspectd stats
-  inspectd stats --json | jq .drop_reasons`, stderr)
+  inspectd stats --json | jq .drop_reasons`, stdout, stderr)
 	l := liveFlags(fs, "stats", stderr)
 	pos, code := l.parse(fs, args)
 	if code >= 0 {
@@ -314,7 +313,7 @@ interface's default.
 
 Examples:
   inspectd rules
-  inspectd rules --json | jq '.rules[] | select(.hits == 0)'`, stderr)
+  inspectd rules --json | jq '.rules[] | select(.hits == 0)'`, stdout, stderr)
 	l := liveFlags(fs, "rules", stderr)
 	pos, code := l.parse(fs, args)
 	if code >= 0 {
@@ -353,7 +352,7 @@ Kinds: `+strings.Join(api.EventKinds, ", ")+`
 Examples:
   inspectd watch
   inspectd watch --kind deny
-  inspectd watch --kind expect-add,expect-use --json | jq .expect`, stderr)
+  inspectd watch --kind expect-add,expect-use --json | jq .expect`, stdout, stderr)
 	l := liveFlags(fs, "watch", stderr)
 	kinds := fs.String("kind", "", "only events of these comma-separated `KINDS`")
 	count := fs.Int("count", 0, "stop after `N` events (0: run until interrupted)")
@@ -463,7 +462,7 @@ session leaves its data connections; clear them by their own IDs (see
 
 Examples:
   inspectd clear session 42
-  inspectd clear --all`, stderr)
+  inspectd clear --all`, stdout, stderr)
 	l := liveFlags(fs, "clear", stderr)
 	all := fs.Bool("all", false, "clear every session")
 	pos, code := l.parse(fs, args)
@@ -524,7 +523,7 @@ expectations are kept. When the file has errors they are printed and the
 old rules stay in force (exit status 1).
 
 Examples:
-  inspectd check /etc/inspectd/inspectd.rules && inspectd reload`, stderr)
+  inspectd check /etc/inspectd/inspectd.rules && inspectd reload`, stdout, stderr)
 	l := liveFlags(fs, "reload", stderr)
 	pos, code := l.parse(fs, args)
 	if code >= 0 {
@@ -636,7 +635,7 @@ var fileValues = []string{"FILE", "PATH"}
 // those of them whose value is a file's path.
 func flagsOf(c command) (flags, files []string) {
 	var b strings.Builder
-	c.run([]string{"--help"}, io.Discard, &b)
+	c.run([]string{"--help"}, &b, io.Discard)
 	for _, m := range flagRE.FindAllStringSubmatch(b.String(), -1) {
 		flags = append(flags, "--"+m[1])
 		if slices.Contains(fileValues, m[2]) {
@@ -661,7 +660,7 @@ and for arguments, it completes file names.
 Examples:
   inspectd completion bash > /etc/bash_completion.d/inspectd
   inspectd completion zsh > "${fpath[1]}/_inspectd"
-  source <(inspectd completion bash)`, stderr)
+  source <(inspectd completion bash)`, stdout, stderr)
 	pos, code := parseArgs(fs, args)
 	if code >= 0 {
 		return code

@@ -46,7 +46,6 @@ func main() {
 // when the command failed, 2 for usage errors. Help that was asked for
 // goes to stdout, usage errors to stderr.
 func dispatch(args []string, stdout, stderr io.Writer) int {
-	stderr = &output{Writer: stderr, stdout: stdout}
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
@@ -90,7 +89,7 @@ lists the commands.
 
 Examples:
   inspectd help
-  inspectd help replay | less`, stderr)
+  inspectd help replay | less`, stdout, stderr)
 	pos, code := parseArgs(fs, args)
 	if code >= 0 {
 		return code
@@ -114,7 +113,7 @@ runs another version.
 
 Examples:
   inspectd version
-  inspectd --version`, stderr)
+  inspectd --version`, stdout, stderr)
 	pos, code := parseArgs(fs, args)
 	if code >= 0 {
 		return code

@@ -12,20 +12,18 @@ import (
 	"github.com/inspectd/inspectd/rules"
 )
 
-// output is the stderr that dispatch hands to every command: it writes to
-// stderr and carries stdout as well, so that parseFlags can print help
-// that was asked for to stdout though the commands give newFlags their
-// stderr only.
-type output struct {
-	io.Writer // stderr
-	stdout    io.Writer
+// flags is a command's flag set, which also knows where help that was
+// asked for goes.
+type flags struct {
+	*flag.FlagSet
+	stdout io.Writer
 }
 
 // newFlags returns a flag set that prints its usage with a description
-// and examples, and reports errors instead of exiting. stderr receives
-// usage errors; help that was asked for goes to stdout (see parseFlags).
-func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// and examples, and reports errors instead of exiting: usage errors go to
+// stderr, help that was asked for (-h, --help) to stdout.
+func newFlags(name, synopsis, help string, stdout, stderr io.Writer) *flags {
+	fs := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout}
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		w := fs.Output()
@@ -38,7 +36,7 @@ func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func hasFlags(fs *flag.FlagSet) bool {
+func hasFlags(fs *flags) bool {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	return n > 0
@@ -46,9 +44,9 @@ func hasFlags(fs *flag.FlagSet) bool {
 
 // parseFlags parses args; it returns the exit code to use when parsing
 // ended the command, or -1 to go on. Help asked for with -h or --help
-// goes to stdout (when dispatch gave the command its output) and gives 0;
-// a bad flag is a usage error on stderr and gives 2.
-func parseFlags(fs *flag.FlagSet, args []string) int {
+// goes to stdout and gives 0; a bad flag is a usage error on stderr and
+// gives 2.
+func parseFlags(fs *flags, args []string) int {
 	stderr := fs.Output()
 	fs.SetOutput(io.Discard) // the flag package's messages: ours follow
 	err := fs.Parse(args)
@@ -57,10 +55,8 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 	case err == nil:
 		return -1
 	case errors.Is(err, flag.ErrHelp):
-		if o, ok := stderr.(*output); ok {
-			fs.SetOutput(o.stdout)
-			defer fs.SetOutput(stderr)
-		}
+		fs.SetOutput(fs.stdout)
+		defer fs.SetOutput(stderr)
 		fs.Usage()
 		return 0
 	}
@@ -84,9 +80,6 @@ func fail(stderr io.Writer, name string, err error) int {
 // isTerminal reports whether stderr, as a command received it, is the
 // process's standard error and a terminal.
 func isTerminal(stderr io.Writer) bool {
-	if o, ok := stderr.(*output); ok {
-		stderr = o.Writer
-	}
 	if stderr != os.Stderr {
 		return false
 	}
@@ -100,7 +93,7 @@ every error (FILE:LINE:COL: ...) when it is not. A valid file that would
 still drop all forwarded traffic (no 'in on' block) gets a warning.
 
 Example:
-  inspectd check /etc/inspectd/inspectd.rules`, stderr)
+  inspectd check /etc/inspectd/inspectd.rules`, stdout, stderr)
 	pos, code := parseArgs(fs, args)
 	if code >= 0 {
 		return code
@@ -137,7 +130,7 @@ Examples (in the source tree):
   inspectd replay --rules examples/lab.rules examples/captures/lab-ftp.pcap
   inspectd replay --rules examples/lab.rules --expect examples/captures/lab-ftp.expect --quiet examples/captures/lab-ftp.pcap
   inspectd replay --rules examples/lab.rules --json examples/captures/lab-ftp.pcap | jq 'select(.verdict=="drop")'
-  inspectd replay --rules examples/lab.rules --write-expect lab-ftp.expect examples/captures/lab-ftp.pcap`, stderr)
+  inspectd replay --rules examples/lab.rules --write-expect lab-ftp.expect examples/captures/lab-ftp.pcap`, stdout, stderr)
 	rulesFile := fs.String("rules", "", "rule `FILE` (required)")
 	jsonOut := fs.Bool("json", false, "one JSON object per packet, then {\"summary\": ...}")
 	quiet := fs.Bool("quiet", false, "print only the summary and mismatches")

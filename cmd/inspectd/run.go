@@ -21,7 +21,7 @@ removes the hooks and stops. See docs/LIVE.md.
 Examples:
   inspectd run --rules /etc/inspectd/inspectd.rules
   inspectd run --rules lab.rules --queues 2 --log-format json
-  inspectd run --rules lab.rules --no-hooks      # print the hooks, manage them yourself`, stderr)
+  inspectd run --rules lab.rules --no-hooks      # print the hooks, manage them yourself`, stdout, stderr)
 	var o daemon.Options
 	fs.StringVar(&o.RulesFile, "rules", "", "rule `FILE` (required)")
 	fs.IntVar(&o.Queues, "queues", 1, "number of queues and workers (one per CPU that should carry traffic)")
