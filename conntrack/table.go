@@ -282,12 +282,8 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) (why string, unchanged bool) {
 	n := t.advance(now)
 	if p.Proto == decode.ProtoTCP {
-		switch why := t.trackTCP(s, dir, p); why {
-		case "":
-		case passUnchanged:
-			return "", true
-		default:
-			return why, false
+		if why, unchanged := t.trackTCP(s, dir, p); why != "" || unchanged {
+			return why, unchanged
 		}
 	} else if dir == Reply && s.State == StateNew {
 		s.State = StateEstablished

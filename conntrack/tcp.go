@@ -25,10 +25,6 @@ const (
 	whySynOpen     = "tcp: SYN on an established session"
 )
 
-// passUnchanged is what trackTCP returns for a segment that passes but
-// changes nothing, not even the session's idle deadline.
-const passUnchanged = "\x00pass unchanged"
-
 func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
 func seqGT(a, b uint32) bool { return int32(a-b) > 0 }
 
@@ -64,9 +60,9 @@ func (pe *tcpPeer) pickUp(p *decode.Packet) {
 
 // trackTCP checks segment p from direction dir against session s and
 // updates the state. It returns "" or the reason to drop the segment; a
-// dropped segment changes nothing. It returns passUnchanged for a segment
-// that passes but changes nothing (see Table.Track).
-func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
+// dropped segment changes nothing. unchanged is set for a segment that
+// passes but changes nothing (see Table.Track).
+func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) (why string, unchanged bool) {
 	f := p.Flags
 	syn, ack, rst, fin := f&decode.TCPSyn != 0, f&decode.TCPAck != 0, f&decode.TCPRst != 0, f&decode.TCPFin != 0
 	snd, rcv := &s.tcp[dir], &s.tcp[dir^1]
@@ -90,7 +86,7 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 			switch {
 			case syn && !ack:
 				snd.init(p) // retransmitted SYN, or a new ISN after a restart
-				return ""
+				return "", false
 			case rst:
 				// The client gives up its attempt (sequence ISN+1), or
 				// answers an ACK from a server still holding an older
@@ -100,59 +96,59 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 				if p.Seq == snd.end {
 					t.closeTCP(s)
 				}
-				return ""
+				return "", false
 			}
-			return whyHandshake
+			return whyHandshake, false
 		}
 		switch {
 		case syn && ack:
 			if p.Ack != rcv.end {
-				return whySynAckAck
+				return whySynAckAck, false
 			}
 			s.tcp[Reply].init(p)
 			negotiateScale(s)
 			t.updateTCP(s, dir, p)
 			s.State = StateSynRecv
-			return ""
+			return "", false
 		case syn: // simultaneous open
 			s.tcp[Reply].init(p)
 			negotiateScale(s)
 			s.State = StateSynRecv
-			return ""
+			return "", false
 		case rst:
 			if ack && p.Ack == rcv.end {
 				t.closeTCP(s)
-				return ""
+				return "", false
 			}
-			return whyResetSynAck
+			return whyResetSynAck, false
 		case ack && !fin && len(p.Payload) == 0:
 			// A server whose socket still holds an older connection on
 			// these ports (TIME_WAIT) answers a reused port's SYN with an
 			// ACK for the old one; the client resets it and tries again.
 			// Like Linux, let it through and change nothing (Linux lets
 			// any ACK through here; we keep to bare ones).
-			return ""
+			return "", false
 		}
-		return whyHandshake
+		return whyHandshake, false
 	case StateSynRecv:
 		if syn {
 			// A retransmitted SYN or SYN-ACK, or the SYN-ACKs of a
 			// simultaneous open: the ISN must not change.
 			if p.Seq+1 != snd.end {
-				return whySynOpen
+				return whySynOpen, false
 			}
 			if ack {
 				if why := t.checkWindow(s, dir, p); why != "" {
-					return why
+					return why, false
 				}
 				t.updateTCP(s, dir, p)
 			}
-			return ""
+			return "", false
 		}
 	default:
 		if syn {
 			if ack && p.Seq+1 == snd.end {
-				return "" // a retransmitted SYN-ACK: harmless
+				return "", false // a retransmitted SYN-ACK: harmless
 			}
 			if !ack && dir == Original && s.State < StateClosed {
 				// The client lost the connection (a router reloaded)
@@ -161,25 +157,26 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 				// answers with a challenge ACK (RFC 5961), the client
 				// resets the old connection with it, which ends the
 				// session, and its next SYN opens a new one.
-				return passUnchanged
+				return "", true
 			}
-			return whySynOpen
+			return whySynOpen, false
 		}
 	}
 
 	if why := t.checkWindow(s, dir, p); why != "" {
-		return why
+		return why, false
 	}
 	if rst && p.Seq != snd.end && p.Seq != snd.acked && !s.PickedUp && !s.Offloaded {
 		// A reset in the window but not at the sender's next sequence
-		// number (nor where the receiver last acknowledged) is answered by the receiver with a challenge ACK
-		// (RFC 5961) and ends nothing: it passes and changes nothing
-		// here either (Linux does the same), so a blind reset that
-		// guessed a number in the window cannot cut a transfer. Where
-		// the engine does not follow the sequence numbers (a session
-		// picked up, or carried by the kernel fast path, whose own
-		// tracker checked the reset), any reset that passed ends it.
-		return passUnchanged
+		// number (nor where the receiver last acknowledged) is answered
+		// by the receiver with a challenge ACK (RFC 5961) and ends
+		// nothing: it passes and changes nothing here either (Linux does
+		// the same), so a blind reset that guessed a number in the
+		// window cannot cut a transfer. Where the engine does not follow
+		// the sequence numbers (a session picked up, or carried by the
+		// kernel fast path, whose own tracker checked the reset), any
+		// reset that passed ends it.
+		return "", true
 	}
 	t.updateTCP(s, dir, p)
 
@@ -207,7 +204,7 @@ func (t *Table) trackTCP(s *Session, dir Dir, p *decode.Packet) string {
 	case snd.flags&rcv.flags&peerSeenFin != 0 && s.State == StateFinWait:
 		s.State = StateClosing
 	}
-	return ""
+	return "", false
 }
 
 // negotiateScale applies RFC 7323: window scaling is in force only when
