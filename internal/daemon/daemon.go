@@ -29,8 +29,8 @@ import (
 	"github.com/inspectd/inspectd/internal/metrics"
 	"github.com/inspectd/inspectd/internal/nfq"
 	"github.com/inspectd/inspectd/rules"
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 // Options are what `inspectd run` flags set.
@@ -260,9 +260,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		// A signal during the install must not leave half of it: the
 		// install (and its rollback) runs to its end, then the signal
 		// is honoured with the clean stop below.
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
-		left, ierr := hooks.Install(ictx, hcfg)
-		cancel()
+		left, ierr := installHooks(ctx, hcfg)
 		if ierr != nil {
 			return fmt.Errorf("daemon: %w", ierr)
 		}
@@ -314,17 +312,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	if !o.NoHooks {
 		check = func(ctx context.Context) error { return checkHooks(ctx, log, hcfg) }
 	}
-	netns, err := os.Open("/proc/thread-self/ns/net")
+	ns, err := netns.Get()
 	if err != nil {
 		return fmt.Errorf("daemon: network namespace: %w", err)
 	}
-	defer netns.Close()
+	defer ns.Close()
 	wg.Go(func() {
 		// The hooks check runs iptables-save, which works on the network
 		// namespace of the thread that starts it: it must be the daemon's,
 		// also when Run was started on a thread of its own (tests).
 		check := check
-		if err := enterNamespace(netns); err != nil {
+		if err := enterNamespace(ns); err != nil {
 			log.Error("the hooks check is off: cannot enter the daemon's network namespace", zap.Error(err))
 			check = nil
 		}
@@ -364,19 +362,28 @@ loop:
 // daemon every thread is (the whole process was started in the
 // namespace), and that is as well: switching needs CAP_SYS_ADMIN, which
 // the systemd unit does not grant.
-func enterNamespace(ns *os.File) error {
-	var here, there unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &here); err != nil {
+func enterNamespace(ns netns.NsHandle) error {
+	runtime.LockOSThread()
+	here, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
-	if err := unix.Fstat(int(ns.Fd()), &there); err != nil {
-		return err
-	}
-	if here.Dev == there.Dev && here.Ino == there.Ino {
+	defer here.Close()
+	if here.Equal(ns) {
+		runtime.UnlockOSThread()
 		return nil
 	}
-	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-	return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+	return netns.Set(ns) // the thread stays locked, and ends with the goroutine
+}
+
+// installHooks installs the hooks, to the end even when ctx is cancelled
+// (a signal): a half-done install, or a rollback cut short, would leave
+// the forward path half hooked. hookTimeout bounds it.
+func installHooks(ctx context.Context, c hooks.Config) (leftovers int, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
+	defer cancel()
+	return hooks.Install(ctx, c)
 }
 
 // checkHooks makes sure the hooks are still installed, and installs them
@@ -389,9 +396,7 @@ func checkHooks(ctx context.Context, log *zap.Logger, c hooks.Config) error {
 		return err
 	}
 	log.Error("kernel hooks removed by someone else: installing them again", zap.Strings("missing", missing))
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hookTimeout)
-	defer cancel()
-	if _, err := hooks.Install(ictx, c); err != nil {
+	if _, err := installHooks(ctx, c); err != nil {
 		return fmt.Errorf("installing the hooks again: %w", err)
 	}
 	log.Info("hooks installed again")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/internal/nfq/nstest"
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -377,7 +378,7 @@ func TestRunNoHooks(t *testing.T) {
 // systemd unit: entering the namespace its thread is in already must not
 // call setns(2), which needs it even then.
 func TestEnterOwnNamespaceWithoutSysAdmin(t *testing.T) {
-	ns, err := os.Open("/proc/thread-self/ns/net")
+	ns, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestEnterOwnNamespaceWithoutSysAdmin(t *testing.T) {
 			done <- err
 			return
 		}
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err == nil {
+		if err := netns.Set(ns); err == nil {
 			done <- errors.New("setns succeeded without CAP_SYS_ADMIN: the test proves nothing here")
 			return
 		}
