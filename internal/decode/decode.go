@@ -115,6 +115,32 @@ func (d *Decoder) IP(data []byte, p *Packet) error {
 	return ErrNotIP
 }
 
+// LinkTypes are the link types Frame reads, with their names for
+// messages.
+var LinkTypes = []struct {
+	Type layers.LinkType
+	Name string
+}{
+	{layers.LinkTypeNull, "BSD loopback"},
+	{layers.LinkTypeEthernet, "Ethernet"},
+	{layers.LinkTypeRaw, "raw IP"},
+	{layers.LinkTypeLoop, "OpenBSD loopback"},
+	{layers.LinkTypeLinuxSLL, "Linux cooked"},
+	{layers.LinkTypeIPv4, "raw IPv4"},
+	{layers.LinkTypeIPv6, "raw IPv6"},
+	{layers.LinkTypeLinuxSLL2, "Linux cooked v2"},
+}
+
+// ReadsLink reports whether Frame reads link type t (one of LinkTypes).
+func ReadsLink(t layers.LinkType) bool {
+	for _, l := range LinkTypes {
+		if l.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
 // Frame decodes a link-layer frame as read from a capture: Ethernet (with
 // 802.1Q/802.1ad tags), Linux cooked capture v1 and v2, raw IP
 // (LinkTypeRaw, LinkTypeIPv4, LinkTypeIPv6) and BSD loopback (LinkTypeNull,

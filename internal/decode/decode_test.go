@@ -482,3 +482,16 @@ func checkPacket(t *testing.T, p, want Packet, payload []byte) {
 		t.Errorf("decoded\n %+v\nwant\n %+v", p, want)
 	}
 }
+
+// TestLinkTypesMatchFrame checks that LinkTypes lists exactly the link
+// types Frame reads.
+func TestLinkTypesMatchFrame(t *testing.T) {
+	d := NewDecoder()
+	var p Packet
+	for l := range layers.LinkType(1024) {
+		reads := !errors.Is(d.Frame(l, nil, &p), ErrUnsupportedLink)
+		if reads != ReadsLink(l) {
+			t.Errorf("link type %d: Frame reads it: %v, LinkTypes lists it: %v", l, reads, ReadsLink(l))
+		}
+	}
+}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/capture"
-	"github.com/inspectd/inspectd/internal/decode"
 	"github.com/inspectd/inspectd/internal/packettest"
 	"github.com/inspectd/inspectd/rules"
 )
@@ -332,19 +331,6 @@ func TestLinkTypes(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), path+": packet 2 (interface usbmon0): link type 220 is not supported") ||
 		sum.Packets != 1 || !strings.Contains(out.String(), path+": 1 packet, 1 accepted") {
 		t.Errorf("err %v, report %q", err, out.String())
-	}
-}
-
-// TestLinkTypesMatchDecoder checks that linkTypes lists exactly the link
-// types the decoder reads.
-func TestLinkTypesMatchDecoder(t *testing.T) {
-	dec := decode.NewDecoder()
-	var p decode.Packet
-	for l := range layers.LinkType(1024) {
-		decodes := !errors.Is(dec.Frame(l, nil, &p), decode.ErrUnsupportedLink)
-		if decodes != supportedLink(l) {
-			t.Errorf("link type %d: the decoder reads it: %v, linkTypes lists it: %v", l, decodes, supportedLink(l))
-		}
 	}
 }
 

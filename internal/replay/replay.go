@@ -167,7 +167,7 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 			break
 		}
 		if !linkOK || f.Link != link {
-			if link, linkOK = f.Link, supportedLink(f.Link); !linkOK {
+			if link, linkOK = f.Link, decode.ReadsLink(f.Link); !linkOK {
 				readErr = unsupportedLink(name, f)
 				break
 			}
@@ -261,31 +261,6 @@ func run(src frameSource, name string, opt Options, out io.Writer) (*Summary, er
 // eventIndent starts the line of an event, under the packet's line.
 const eventIndent = "       "
 
-// linkTypes are the link types that the decoder reads, with their names
-// for messages.
-var linkTypes = []struct {
-	t    layers.LinkType
-	name string
-}{
-	{layers.LinkTypeNull, "BSD loopback"},
-	{layers.LinkTypeEthernet, "Ethernet"},
-	{layers.LinkTypeRaw, "raw IP, also as 12 or 14"},
-	{layers.LinkTypeLoop, "OpenBSD loopback"},
-	{layers.LinkTypeLinuxSLL, "Linux cooked"},
-	{layers.LinkTypeIPv4, "raw IPv4"},
-	{layers.LinkTypeIPv6, "raw IPv6"},
-	{layers.LinkTypeLinuxSLL2, "Linux cooked v2"},
-}
-
-func supportedLink(t layers.LinkType) bool {
-	for _, l := range linkTypes {
-		if l.t == t {
-			return true
-		}
-	}
-	return false
-}
-
 // unsupportedLink is the error for frame f, whose link type replay does
 // not read.
 func unsupportedLink(name string, f capture.Frame) error {
@@ -293,9 +268,12 @@ func unsupportedLink(name string, f capture.Frame) error {
 	if f.Interface != "" {
 		where = " (interface " + f.Interface + ")"
 	}
-	known := make([]string, len(linkTypes))
-	for i, l := range linkTypes {
-		known[i] = fmt.Sprintf("%d (%s)", l.t, l.name)
+	known := make([]string, len(decode.LinkTypes))
+	for i, l := range decode.LinkTypes {
+		known[i] = fmt.Sprintf("%d (%s)", l.Type, l.Name)
+		if l.Type == layers.LinkTypeRaw {
+			known[i] = fmt.Sprintf("%d (%s, also as 12 or 14)", l.Type, l.Name)
+		}
 	}
 	return fmt.Errorf("%s: packet %d%s: link type %d is not supported; replay reads link types %s",
 		name, f.Index, where, uint16(f.Link), strings.Join(known, ", "))
