@@ -1,11 +1,9 @@
 package api_test
 
 import (
-	"bufio"
 	"io"
 	"log"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,14 +44,10 @@ func TestSlowClients(t *testing.T) {
 		api.Limits{ReadHeader: header, Read: read, Write: time.Minute, Idle: idle, Conns: 8}))
 
 	// Slowloris: a header never finished.
-	c := conntest.Dial(t, "unix", s.Path())
-	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n")
-	if d := conntest.WaitClosed(t, c); d < header*9/10 {
-		t.Errorf("unfinished header dropped after %v, before ReadHeader", d)
-	}
+	conntest.UnfinishedHeader(t, conntest.Dial(t, "unix", s.Path()), "/v1/version", header*9/10)
 
 	// A body never finished: the request fails at Read.
-	c = conntest.Dial(t, "unix", s.Path())
+	c := conntest.Dial(t, "unix", s.Path())
 	start := time.Now()
 	io.WriteString(c, "POST /v1/clear HTTP/1.1\r\nHost: inspectd\r\nContent-Length: 100\r\n\r\n{\"id\":")
 	if conntest.WaitClosed(t, c); time.Since(start) < read*9/10 {
@@ -61,26 +55,7 @@ func TestSlowClients(t *testing.T) {
 	}
 
 	// A kept-alive connection is closed after Idle.
-	c = conntest.Dial(t, "unix", s.Path())
-	br := bufio.NewReader(c)
-	io.WriteString(c, "GET /v1/version HTTP/1.1\r\nHost: inspectd\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Close {
-		t.Fatalf("version: %s, close %v", resp.Status, resp.Close)
-	}
-	start = time.Now()
-	c.SetReadDeadline(start.Add(5 * time.Second))
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Errorf("idle connection: %v, want EOF", err)
-	}
-	if d := time.Since(start); d < idle*9/10 {
-		t.Errorf("idle connection closed after %v, before Idle", d)
-	}
+	conntest.IdleAfterRequest(t, conntest.Dial(t, "unix", s.Path()), "/v1/version", idle*9/10)
 }
 
 func TestWatchOutlivesTimeouts(t *testing.T) {

@@ -4,8 +4,10 @@
 package conntest
 
 import (
+	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -74,4 +76,41 @@ func Hang(t testing.TB) string {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return path
+}
+
+// UnfinishedHeader sends on c an HTTP request for path whose header never
+// ends (slowloris) and checks that the server closes c, not sooner than
+// min (its header timeout, give or take).
+func UnfinishedHeader(t testing.TB, c net.Conn, path string, min time.Duration) {
+	t.Helper()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: inspectd\r\n")
+	if d := WaitClosed(t, c); d < min {
+		t.Errorf("unfinished header dropped after %v, before the header timeout", d)
+	}
+}
+
+// IdleAfterRequest makes one kept-alive HTTP request for path on c, then
+// checks that the server closes the idle connection, not sooner than min
+// (its idle timeout, give or take).
+func IdleAfterRequest(t testing.TB, c net.Conn, path string, min time.Duration) {
+	t.Helper()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: inspectd\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("%s: %s, close %v", path, resp.Status, resp.Close)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < min {
+		t.Errorf("idle connection closed after %v, before the idle timeout", d)
+	}
 }

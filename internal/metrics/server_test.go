@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bufio"
 	"io"
 	"log"
 	"net"
@@ -80,33 +79,9 @@ func TestSlowClients(t *testing.T) {
 	serve(t, s)
 
 	// Slowloris: a header never finished.
-	c := conntest.Dial(t, "tcp", s.Addr().String())
-	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
-	if d := conntest.WaitClosed(t, c); d < header*9/10 {
-		t.Errorf("unfinished header dropped after %v, before the header timeout", d)
-	}
-
+	conntest.UnfinishedHeader(t, conntest.Dial(t, "tcp", s.Addr().String()), "/metrics", header*9/10)
 	// A kept-alive connection is closed once idle.
-	c = conntest.Dial(t, "tcp", s.Addr().String())
-	br := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Close {
-		t.Fatalf("/: %s, close %v", resp.Status, resp.Close)
-	}
-	start := time.Now()
-	c.SetReadDeadline(start.Add(5 * time.Second))
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Errorf("idle connection: %v, want EOF", err)
-	}
-	if d := time.Since(start); d < idle*9/10 {
-		t.Errorf("idle connection closed after %v, before the idle timeout", d)
-	}
+	conntest.IdleAfterRequest(t, conntest.Dial(t, "tcp", s.Addr().String()), "/", idle*9/10)
 }
 
 func TestErrorLog(t *testing.T) {
