@@ -9,20 +9,26 @@ import (
 // (the smaller address and port first), so one map entry serves both
 // directions. It holds no pointers, which keeps hashing cheap and the map
 // invisible to the garbage collector's scan.
+// An ICMP query's key keeps its query type, and the answer flag as seen
+// from endpoint a.
 type flowKey struct {
 	a, b   [16]byte
 	pa, pb uint16
 	proto  uint8
+	query  uint8
+	answer bool
 	v6     bool
 }
 
 func canonical(k Key) flowKey {
 	a, b := k.Src.As16(), k.Dst.As16()
 	pa, pb := k.SrcPort, k.DstPort
+	answer := k.Answer
 	if less(&b, pb, &a, pa) {
 		a, b, pa, pb = b, a, pb, pa
+		answer = k.Query != 0 && !answer
 	}
-	return flowKey{a: a, b: b, pa: pa, pb: pb, proto: k.Proto, v6: k.Src.Is6()}
+	return flowKey{a: a, b: b, pa: pa, pb: pb, proto: k.Proto, query: k.Query, answer: answer, v6: k.Src.Is6()}
 }
 
 // less orders endpoints by address, then port, comparing the addresses as

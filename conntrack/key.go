@@ -9,21 +9,39 @@ import (
 
 // Key identifies a flow in one direction: protocol, addresses and ports.
 // It is comparable and holds no pointers that need allocating, so it can
-// key a map directly. For ICMP echo the ports hold the echo identifier.
+// key a map directly.
+//
+// For an ICMP query and its reply (echo; for ICMPv4 also timestamp,
+// information and address mask) the ports hold the query's identifier,
+// Query the query's type, and Answer is set in the reply's direction. A
+// responder's own queries, with the same identifier, are then a flow of
+// their own and not the replies of the initiator's session, as in Linux's
+// conntrack, which keys ICMP by type.
 type Key struct {
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
 	Proto            uint8
+	Query            uint8
+	Answer           bool
 }
 
 // KeyOf returns the flow key of a decoded packet, in the packet's direction.
 func KeyOf(p *decode.Packet) Key {
-	return Key{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+	return Key{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto,
+		Query: p.ICMPQuery, Answer: p.ICMPAnswer}
+}
+
+// QuotedKey returns the flow key of the packet an ICMP error quotes, in
+// the quoted packet's direction.
+func QuotedKey(q *decode.Quoted) Key {
+	return Key{Src: q.Src, Dst: q.Dst, SrcPort: q.SrcPort, DstPort: q.DstPort, Proto: q.Proto,
+		Query: q.ICMPQuery, Answer: q.ICMPAnswer}
 }
 
 // Reverse returns the key of the opposite direction.
 func (k Key) Reverse() Key {
-	return Key{Src: k.Dst, Dst: k.Src, SrcPort: k.DstPort, DstPort: k.SrcPort, Proto: k.Proto}
+	return Key{Src: k.Dst, Dst: k.Src, SrcPort: k.DstPort, DstPort: k.SrcPort, Proto: k.Proto,
+		Query: k.Query, Answer: k.Query != 0 && !k.Answer}
 }
 
 // String formats the key as "proto src:port -> dst:port" (IPv6 in brackets).

@@ -415,7 +415,8 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 		}
 		pickUp = true
 	}
-	if (p.Proto == decode.ProtoICMP || p.Proto == decode.ProtoICMPv6) && isEchoReply(p) {
+	if k.Answer {
+		// The reply to an ICMP query nobody sent through us.
 		return e.drop(m, ReasonNoSession, "", false)
 	}
 	f := rules.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, ICMPType: p.ICMPType}
@@ -442,10 +443,6 @@ func (e *Engine) newFlow(k conntrack.Key, m Meta) Verdict {
 	v := Verdict{Accept: true, Reason: reason, Rule: loc, Session: s.ID}
 	e.offload(s, conntrack.Original, &v)
 	return v
-}
-
-func isEchoReply(p *decode.Packet) bool {
-	return (p.Proto == decode.ProtoICMP && p.ICMPType == 0) || (p.Proto == decode.ProtoICMPv6 && p.ICMPType == 129)
 }
 
 // count records the first packet of a new session.
@@ -591,7 +588,7 @@ func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 // travels back towards the quoted packet's sender.
 func (e *Engine) icmpError(m Meta) Verdict {
 	p := &e.pkt
-	q := conntrack.Key{Src: p.Inner.Src, Dst: p.Inner.Dst, SrcPort: p.Inner.SrcPort, DstPort: p.Inner.DstPort, Proto: p.Inner.Proto}
+	q := conntrack.QuotedKey(&p.Inner)
 	if p.Dst != q.Src {
 		return e.drop(m, ReasonICMPOrphan, "", false)
 	}

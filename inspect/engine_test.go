@@ -130,6 +130,51 @@ func TestICMPEchoAndErrors(t *testing.T) {
 	})
 }
 
+// TestICMPQueriesKeyedByType: a ping session carries the initiator's
+// requests and the responder's replies only. The responder's own echo
+// requests with the same identifier are a flow of their own, judged by
+// the rules (denied here, permitted with a rule, and then tracked apart);
+// each query kind keeps its own replies (Linux's conntrack keys ICMP by
+// type too).
+func TestICMPQueriesKeyedByType(t *testing.T) {
+	src := testRules + `
+in on lan default deny {
+    permit icmp from any to any type echo-request
+}
+`
+	src = strings.Replace(src, "in on lan default deny log {\n}\n", "", 1)
+	src = strings.Replace(src, "type echo-request\n    permit icmpv6", "type { echo-request timestamp-request }\n    permit icmpv6", 1)
+	e := New(mustRules(t, testRules), Options{})
+	run(t, e, []step{
+		{"wan0", packettest.ICMPEcho(client, server, 7, 1, false), true, ReasonRule},
+		{"lan0", packettest.ICMPEcho(server, client, 7, 1, false), false, ReasonDenyDefault},
+		{"lan0", packettest.ICMPEcho(server, client, 7, 1, true), true, ReasonSession},
+		{"wan0", packettest.ICMPEcho(client6, server6, 9, 1, false), true, ReasonRule},
+		{"lan0", packettest.ICMPEcho(server6, client6, 9, 1, false), false, ReasonDenyDefault},
+		{"lan0", packettest.ICMPEcho(server6, client6, 9, 1, true), true, ReasonSession},
+		// The initiator's replies are not part of its own session either.
+		{"wan0", packettest.ICMPEcho(client, server, 7, 1, true), false, ReasonNoSession},
+	})
+
+	e = New(mustRules(t, src), Options{})
+	stamp := make([]byte, 12)
+	v := run(t, e, []step{
+		{"wan0", packettest.ICMPEcho(client, server, 7, 1, false), true, ReasonRule},
+		{"lan0", packettest.ICMPEcho(server, client, 7, 1, false), true, ReasonRule},
+		{"lan0", packettest.ICMPEcho(server, client, 7, 1, true), true, ReasonSession},
+		{"wan0", packettest.ICMPEcho(client, server, 7, 1, true), true, ReasonSession},
+		{"wan0", packettest.ICMPv4Query(client, server, 13, 7, 1, stamp), true, ReasonRule},
+		{"lan0", packettest.ICMPv4Query(server, client, 14, 7, 1, stamp), true, ReasonSession},
+		// An address mask reply answers no query that was sent.
+		{"lan0", packettest.ICMPv4Query(server, client, 18, 7, 1, make([]byte, 4)), false, ReasonNoSession},
+		// An error about the server's ping belongs to the server's session.
+		{"wan0", packettest.ICMPError(client, server, 3, 3, packettest.Quote(packettest.ICMPEcho(server, client, 7, 1, false))), true, ReasonICMPRelated},
+	})
+	if v[0].Session == v[1].Session || v[2].Session != v[0].Session || v[3].Session != v[1].Session || v[5].Session != v[4].Session {
+		t.Errorf("sessions: %d %d %d %d %d %d", v[0].Session, v[1].Session, v[2].Session, v[3].Session, v[4].Session, v[5].Session)
+	}
+}
+
 func TestICMPErrorFoundInSiblingWorker(t *testing.T) {
 	rs := mustRules(t, testRules)
 	a, b := New(rs, Options{Worker: 0, Workers: 2}), New(rs, Options{Worker: 1, Workers: 2})

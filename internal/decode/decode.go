@@ -77,6 +77,9 @@ const (
 	icmp4Echo        = 8
 	icmp4TimeExcd    = 11
 	icmp4ParamProb   = 12
+	icmp4Timestamp   = 13 // 14 its reply
+	icmp4Info        = 15 // 16 its reply
+	icmp4Mask        = 17 // 18 its reply
 
 	icmp6Unreachable = 1
 	icmp6TooBig      = 2
@@ -431,9 +434,10 @@ func decodeICMP(seg []byte, p *Packet) error {
 		return ErrTruncated
 	}
 	p.ICMPType, p.ICMPCode = seg[0], seg[1]
-	echo, isErr := isEcho(p.Proto, p.ICMPType), isICMPError(p.Proto, p.ICMPType)
+	p.ICMPQuery, p.ICMPAnswer = ICMPQuery(p.Proto, p.ICMPType)
+	isErr := isICMPError(p.Proto, p.ICMPType)
 	if len(seg) < 8 {
-		if p.Proto == ProtoICMP || echo || isErr {
+		if p.Proto == ProtoICMP || p.ICMPQuery != 0 || isErr {
 			return ErrTruncated
 		}
 		p.Payload = seg[len(seg):]
@@ -441,7 +445,7 @@ func decodeICMP(seg []byte, p *Packet) error {
 	}
 	p.Payload = seg[8:]
 	switch {
-	case echo:
+	case p.ICMPQuery != 0:
 		id := binary.BigEndian.Uint16(seg[4:6])
 		p.SrcPort, p.DstPort = id, id
 	case isErr:
@@ -454,13 +458,33 @@ func decodeICMP(seg []byte, p *Packet) error {
 	return nil
 }
 
-// isEcho reports whether an ICMP type of protocol proto is an echo
-// request or reply.
-func isEcho(proto, typ uint8) bool {
-	if proto == ProtoICMP {
-		return typ == icmp4Echo || typ == icmp4EchoReply
+// ICMPQuery tells whether an ICMP type of protocol proto (ProtoICMP or
+// ProtoICMPv6) is a query or a query's reply, messages that carry an
+// identifier (the decoder puts it in both SrcPort and DstPort): echo, and
+// for ICMPv4 also timestamp, information and address mask. request is the
+// type of the exchange's query, 0 when typ is neither; reply tells whether
+// typ is the reply.
+func ICMPQuery(proto, typ uint8) (request uint8, reply bool) {
+	if proto == ProtoICMPv6 {
+		switch typ {
+		case icmp6Echo:
+			return icmp6Echo, false
+		case icmp6EchoReply:
+			return icmp6Echo, true
+		}
+		return 0, false
 	}
-	return typ == icmp6Echo || typ == icmp6EchoReply
+	switch typ {
+	case icmp4Echo:
+		return icmp4Echo, false
+	case icmp4EchoReply:
+		return icmp4Echo, true
+	case icmp4Timestamp, icmp4Info, icmp4Mask:
+		return typ, false
+	case icmp4Timestamp + 1, icmp4Info + 1, icmp4Mask + 1:
+		return typ - 1, true
+	}
+	return 0, false
 }
 
 // isICMPError reports whether an ICMP type of protocol proto is an error
@@ -528,7 +552,7 @@ func quotedPorts(t []byte, in *Quoted) error {
 		if len(t) < 1 {
 			return ErrICMPQuote
 		}
-		if isEcho(in.Proto, t[0]) {
+		if in.ICMPQuery, in.ICMPAnswer = ICMPQuery(in.Proto, t[0]); in.ICMPQuery != 0 {
 			if len(t) < 6 {
 				return ErrICMPQuote
 			}

@@ -164,17 +164,44 @@ func TestICMPEcho(t *testing.T) {
 		reply    bool
 		proto    uint8
 		typ      uint8
+		query    uint8
 	}{
-		{cli4.Addr(), srv4.Addr(), false, ProtoICMP, 8},
-		{srv4.Addr(), cli4.Addr(), true, ProtoICMP, 0},
-		{cli6.Addr(), srv6.Addr(), false, ProtoICMPv6, 128},
-		{srv6.Addr(), cli6.Addr(), true, ProtoICMPv6, 129},
+		{cli4.Addr(), srv4.Addr(), false, ProtoICMP, 8, 8},
+		{srv4.Addr(), cli4.Addr(), true, ProtoICMP, 0, 8},
+		{cli6.Addr(), srv6.Addr(), false, ProtoICMPv6, 128, 128},
+		{srv6.Addr(), cli6.Addr(), true, ProtoICMPv6, 129, 128},
 	} {
 		pkt := packettest.ICMPEcho(tc.src, tc.dst, 0x1234, 5, tc.reply)
 		p := mustIP(t, pkt)
 		want := Packet{Src: tc.src, Dst: tc.dst, Proto: tc.proto, SrcPort: 0x1234, DstPort: 0x1234,
-			ICMPType: tc.typ, Length: len(pkt)}
+			ICMPType: tc.typ, ICMPQuery: tc.query, ICMPAnswer: tc.reply, Length: len(pkt)}
 		checkPacket(t, p, want, nil)
+	}
+}
+
+// TestICMPQuery: the query types carry an identifier like echo does; the
+// others (errors, router and neighbor discovery) are not queries.
+func TestICMPQuery(t *testing.T) {
+	for _, tc := range []struct {
+		proto, typ, query uint8
+		answer            bool
+	}{
+		{ProtoICMP, 8, 8, false}, {ProtoICMP, 0, 8, true},
+		{ProtoICMP, 13, 13, false}, {ProtoICMP, 14, 13, true},
+		{ProtoICMP, 15, 15, false}, {ProtoICMP, 16, 15, true},
+		{ProtoICMP, 17, 17, false}, {ProtoICMP, 18, 17, true},
+		{ProtoICMP, 3, 0, false}, {ProtoICMP, 9, 0, false}, {ProtoICMP, 10, 0, false}, {ProtoICMP, 19, 0, false},
+		{ProtoICMPv6, 128, 128, false}, {ProtoICMPv6, 129, 128, true},
+		{ProtoICMPv6, 1, 0, false}, {ProtoICMPv6, 13, 0, false}, {ProtoICMPv6, 133, 0, false}, {ProtoICMPv6, 136, 0, false},
+	} {
+		if q, a := ICMPQuery(tc.proto, tc.typ); q != tc.query || a != tc.answer {
+			t.Errorf("ICMPQuery(%d, %d) = %d, %v; want %d, %v", tc.proto, tc.typ, q, a, tc.query, tc.answer)
+		}
+	}
+	stamp := packettest.ICMPv4Query(cli4.Addr(), srv4.Addr(), 14, 0x4321, 1, make([]byte, 12))
+	p := mustIP(t, stamp)
+	if p.SrcPort != 0x4321 || p.DstPort != 0x4321 || p.ICMPQuery != 13 || !p.ICMPAnswer {
+		t.Errorf("timestamp reply decoded as ports %d/%d, query %d answer %v", p.SrcPort, p.DstPort, p.ICMPQuery, p.ICMPAnswer)
 	}
 }
 
@@ -196,25 +223,25 @@ func TestICMPErrors(t *testing.T) {
 		want   Quoted
 	}{
 		{"v4 port unreachable, whole packet", srv4.Addr(), cli4.Addr(), 3, 3, udp4,
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port()}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port(), 0, false}},
 		{"v4 time exceeded, RFC 792 quote", rtr4, cli4.Addr(), 11, 0, packettest.Quote(udp4),
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port()}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port(), 0, false}},
 		{"v4 quote with IP options", rtr4, cli4.Addr(), 12, 0, packettest.Quote(opt4),
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port()}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port(), 0, false}},
 		{"v4 quoted echo", rtr4, cli4.Addr(), 3, 1, packettest.Quote(echo4),
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoICMP, 77, 77}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoICMP, 77, 77, 8, false}},
 		{"v4 quoted fragment", rtr4, cli4.Addr(), 4, 0, packettest.Quote(frag4),
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, 0, 0}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, 0, 0, 0, false}},
 		{"v4 redirect", rtr4, cli4.Addr(), 5, 1, packettest.Quote(udp4),
-			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port()}},
+			Quoted{cli4.Addr(), srv4.Addr(), ProtoUDP, cli4.Port(), srv4.Port(), 0, false}},
 		{"v6 packet too big", rtr6, cli6.Addr(), 2, 0, tcp6,
-			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port()}},
+			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port(), 0, false}},
 		{"v6 unreachable, RFC quote", rtr6, cli6.Addr(), 1, 4, packettest.Quote(tcp6),
-			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port()}},
+			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port(), 0, false}},
 		{"v6 quote with extension header", rtr6, cli6.Addr(), 3, 0, ext6,
-			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port()}},
+			Quoted{cli6.Addr(), srv6.Addr(), ProtoTCP, cli6.Port(), srv6.Port(), 0, false}},
 		{"v6 parameter problem, quoted echo", rtr6, cli6.Addr(), 4, 0, echo6,
-			Quoted{cli6.Addr(), srv6.Addr(), ProtoICMPv6, 78, 78}},
+			Quoted{cli6.Addr(), srv6.Addr(), ProtoICMPv6, 78, 78, 128, false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pkt := packettest.ICMPError(tc.from, tc.to, tc.typ, tc.code, tc.quoted)

@@ -40,8 +40,8 @@ type Packet struct {
 	// ProtoICMPv6, or another number for protocols the engine does not
 	// track).
 	Proto uint8
-	// SrcPort and DstPort are the TCP or UDP ports. For ICMP and ICMPv6
-	// echo request/reply both hold the echo identifier, so an echo
+	// SrcPort and DstPort are the TCP or UDP ports. For an ICMP query or
+	// its reply (ICMPQuery) both hold the query's identifier, so an echo
 	// exchange has a flow key like a UDP exchange.
 	SrcPort, DstPort uint16
 
@@ -62,6 +62,11 @@ type Packet struct {
 
 	// ICMP fields, valid when Proto is ProtoICMP or ProtoICMPv6.
 	ICMPType, ICMPCode uint8
+	// ICMPQuery and ICMPAnswer classify the type (ICMPQuery): the type of
+	// the query the message belongs to, 0 for a message that is neither a
+	// query nor a query's reply, and whether it is the reply.
+	ICMPQuery  uint8
+	ICMPAnswer bool
 	// ICMPError is true for ICMP errors (destination unreachable, time
 	// exceeded, parameter problem, packet too big) that quote an earlier
 	// packet; Inner then describes the quoted packet's flow.
@@ -92,6 +97,10 @@ type Quoted struct {
 	Src, Dst         netip.Addr
 	Proto            uint8
 	SrcPort, DstPort uint16
+	// ICMPQuery and ICMPAnswer classify the quoted packet's ICMP type,
+	// as Packet's fields of the same names do.
+	ICMPQuery  uint8
+	ICMPAnswer bool
 }
 
 // IsIPv6 reports whether the packet is IPv6.

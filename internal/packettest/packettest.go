@@ -108,6 +108,14 @@ func ICMPEcho(src, dst netip.Addr, id, seq uint16, reply bool) []byte {
 	return build(src, dst, layers.IPProtocolICMPv6, ic, &layers.ICMPv6Echo{Identifier: id, SeqNumber: seq})
 }
 
+// ICMPv4Query returns an ICMPv4 message of type typ with identifier id and
+// sequence number seq, and body after them: a timestamp, information or
+// address mask query or reply (RFC 792, RFC 950).
+func ICMPv4Query(src, dst netip.Addr, typ uint8, id, seq uint16, body []byte) []byte {
+	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: id, Seq: seq}
+	return build(src, dst, layers.IPProtocolICMPv4, ic, gopacket.Payload(body))
+}
+
 // ICMPError returns an ICMP (IPv4) or ICMPv6 (IPv6) error of type typ and
 // code code sent by from (the router or host that met the problem) to to,
 // quoting quoted: usually a packet built by this package, or its first
