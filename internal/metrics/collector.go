@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/inspectd/inspectd/internal/api"
@@ -35,14 +36,39 @@ var (
 	descRulesLoaded = desc("rules_loaded_timestamp_seconds", "When the rules in force were loaded (Unix time).")
 )
 
-// Collector is a prometheus.Collector reading a Backend's snapshots at
-// each scrape.
+// Collector is a prometheus.Collector reading a Backend's snapshots.
+//
+// A snapshot walks every worker's session table under the worker's lock,
+// so the collector takes one at most every MinInterval: scrapes that come
+// faster (several Prometheus servers, a flood of requests) get the same
+// figures and never hold the packet path up more than once in that time.
 type Collector struct {
-	b api.Backend
+	b   api.Backend
+	now func() time.Time
+
+	mu    sync.Mutex // serialises reads of the backend
+	at    time.Time  // when st and rules were read
+	st    api.Stats
+	rules api.Rules
 }
 
+// MinInterval is the shortest time between two reads of the backend by a
+// Collector.
+const MinInterval = time.Second
+
 // NewCollector returns a collector over b.
-func NewCollector(b api.Backend) *Collector { return &Collector{b: b} }
+func NewCollector(b api.Backend) *Collector { return &Collector{b: b, now: time.Now} }
+
+// read returns the backend's snapshots, read again when the last read is
+// MinInterval old.
+func (c *Collector) read() (api.Stats, api.Rules) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); c.at.IsZero() || now.Sub(c.at) >= MinInterval || now.Before(c.at) {
+		c.st, c.rules, c.at = c.b.Stats(), c.b.Rules(), now
+	}
+	return c.st, c.rules
+}
 
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -52,9 +78,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads the backend and sends the metrics.
+// Collect sends the metrics of the backend's last snapshot (read).
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.b.Stats()
+	st, rules := c.read()
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
@@ -101,7 +127,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if !st.RulesLoaded.IsZero() {
 		gauge(descRulesLoaded, float64(st.RulesLoaded.UnixNano())/1e9)
 	}
-	for _, r := range c.b.Rules().Rules {
+	for _, r := range rules.Rules {
 		counter(descRuleHits, r.Hits, r.Pos, r.Interface, r.Action)
 	}
 }

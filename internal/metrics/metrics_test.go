@@ -4,11 +4,14 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestLatency(t *testing.T) {
@@ -122,5 +125,54 @@ func TestServer(t *testing.T) {
 	}
 	if _, err := Listen("256.0.0.1:1", fake{}); err == nil {
 		t.Error("bad address accepted")
+	}
+}
+
+// counting is a backend that counts its snapshots.
+type counting struct {
+	fake
+	stats, rules atomic.Int64
+}
+
+func (c *counting) Stats() api.Stats { c.stats.Add(1); return c.fake.Stats() }
+func (c *counting) Rules() api.Rules { c.rules.Add(1); return c.fake.Rules() }
+
+// TestCollectorReadsAtMostOncePerInterval: a flood of concurrent scrapes
+// walks the workers' tables once per MinInterval, not once per scrape.
+func TestCollectorReadsAtMostOncePerInterval(t *testing.T) {
+	b := &counting{}
+	c := NewCollector(b)
+	now := time.Unix(1700000000, 0)
+	c.now = func() time.Time { return now }
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	gather := func() {
+		t.Helper()
+		if _, err := reg.Gather(); err != nil {
+			t.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(gather)
+	}
+	wg.Wait()
+	if n, r := b.stats.Load(), b.rules.Load(); n != 1 || r != 1 {
+		t.Fatalf("64 scrapes read Stats %d and Rules %d times, want 1", n, r)
+	}
+	now = now.Add(MinInterval - time.Millisecond)
+	gather()
+	if n := b.stats.Load(); n != 1 {
+		t.Fatalf("a scrape within MinInterval read Stats again (%d reads)", n)
+	}
+	now = now.Add(time.Millisecond)
+	gather()
+	if n := b.stats.Load(); n != 2 {
+		t.Fatalf("a scrape after MinInterval: %d reads, want 2", n)
+	}
+	now = now.Add(-time.Hour) // the clock stepped back
+	gather()
+	if n := b.stats.Load(); n != 3 {
+		t.Fatalf("a scrape after the clock stepped back: %d reads, want 3", n)
 	}
 }
