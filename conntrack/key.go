@@ -44,6 +44,20 @@ func (k Key) Reverse() Key {
 		Query: k.Query, Answer: k.Query != 0 && !k.Answer}
 }
 
+// Orient turns traffic counters of flow k (indexed by direction: k's
+// sender first) into the same flow's counters seen from key to, and
+// reports whether to is k or its reverse; otherwise it returns them as
+// they are.
+func (k Key) Orient(to Key, packets, bytes [2]uint64) ([2]uint64, [2]uint64, bool) {
+	switch to {
+	case k:
+		return packets, bytes, true
+	case k.Reverse():
+		return [2]uint64{packets[1], packets[0]}, [2]uint64{bytes[1], bytes[0]}, true
+	}
+	return packets, bytes, false
+}
+
 // String formats the key as "proto src:port -> dst:port" (IPv6 in brackets).
 func (k Key) String() string {
 	return fmt.Sprintf("%s %s -> %s", ProtoName(k.Proto),

@@ -374,9 +374,7 @@ func (t *Table) Account(k Key, packets, bytes [2]uint64) bool {
 	if s == nil || s.gone {
 		return false
 	}
-	if s.Key != k {
-		packets, bytes = [2]uint64{packets[1], packets[0]}, [2]uint64{bytes[1], bytes[0]}
-	}
+	packets, bytes, _ = k.Orient(s.Key, packets, bytes)
 	for d := range 2 {
 		s.Packets[d] = max(s.Packets[d], packets[d])
 		s.Bytes[d] = max(s.Bytes[d], bytes[d])

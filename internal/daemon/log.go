@@ -292,12 +292,8 @@ func (a *auditor) countFields(fields []zap.Field, s *inspect.SessionInfo) []zap.
 // has while s saw its teardown, or one that counts fewer packets than the
 // engine saw of s, is not s's.
 func kernelCounts(f kconntrack.Flow, s *inspect.SessionInfo) (packets, bytes [2]uint64, ok bool) {
-	packets, bytes = f.Packets, f.Bytes
-	switch k := f.Forward(); s.Key {
-	case k:
-	case k.Reverse():
-		packets, bytes = [2]uint64{packets[1], packets[0]}, [2]uint64{bytes[1], bytes[0]}
-	default:
+	packets, bytes, ok = f.Forward().Orient(s.Key, f.Packets, f.Bytes)
+	if !ok {
 		return packets, bytes, false
 	}
 	switch s.State {
