@@ -72,6 +72,10 @@ type Options struct {
 	Metrics string
 	// Version is the daemon's version for the control API.
 	Version string
+
+	// runQueue runs a queue's worker; nil means (*nfq.Queue).Run. Tests
+	// make a queue fail with it.
+	runQueue func(*nfq.Queue, context.Context, nfq.Handler) error
 }
 
 // hookTimeout bounds installing or removing the kernel hooks (a few runs
@@ -300,10 +304,14 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Queues)
+	runQueue := o.runQueue
+	if runQueue == nil {
+		runQueue = (*nfq.Queue).Run
+	}
 	for i, q := range queues {
 		w := &worker{e: engines[i], keep: keep, lat: lat.Worker(i)}
 		wg.Go(func() {
-			if err := q.Run(ctx, w); err != nil {
+			if err := runQueue(q, ctx, w); err != nil {
 				errs <- err
 			}
 		})

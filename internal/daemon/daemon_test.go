@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/internal/nfq"
 	"github.com/inspectd/inspectd/internal/nfq/nstest"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
@@ -354,6 +355,79 @@ func TestRunLive(t *testing.T) {
 		t.Fatalf("hooks left after stop:\n%s", s)
 	}
 	d.wait(t, "hooks removed", 1)
+}
+
+// TestQueueFailureKeepsHooks: when a queue fails, the daemon stops with
+// an error but leaves its hooks, as a crash would: no new flow passes
+// (fail closed) while an offloaded one keeps going. The next run removes
+// the leftovers and takes over.
+func TestQueueFailureKeepsHooks(t *testing.T) {
+	nstest.Enter(t)
+	nstest.Need(t, "iptables-restore", "ip6tables-restore", "iptables-save")
+	tp := nstest.Route(t)
+	echoServer(t, tp, "2100")
+	path := filepath.Join(t.TempDir(), "inspectd.rules")
+	writeRules(t, path, rulesV1)
+	fail := make(chan struct{})
+	injected := errors.New("injected queue failure")
+	o := Options{RulesFile: path, Queues: 1}
+	o.runQueue = func(q *nfq.Queue, ctx context.Context, h nfq.Handler) error {
+		qctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-fail:
+				cancel()
+			case <-qctx.Done():
+			}
+		}()
+		if err := q.Run(qctx, h); err != nil || ctx.Err() != nil {
+			return err
+		}
+		return injected
+	}
+	d := startDaemon(t, o)
+	c, err := dial(t, tp, "2100")
+	if err != nil {
+		t.Fatalf("permitted port: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, "hello"); err != nil {
+		t.Fatalf("permitted port: echo: %v", err)
+	}
+
+	close(fail)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop after its queue failed")
+	}
+	if !errors.Is(d.err, injected) {
+		t.Fatalf("Run: %v, want the queue's error", d.err)
+	}
+	d.wait(t, "hooks left in place: no new flow passes until inspectd runs again (it removes them on start)", 1)
+	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "-A FORWARD -j INSPECTD-FWD") {
+		t.Fatalf("hooks removed after a queue failure:\n%s", s)
+	}
+	if c2, err := dial(t, tp, "2100"); err == nil {
+		c2.Close()
+		t.Fatal("a new connection passed with no reader (fail closed)")
+	}
+	if err := echo(c, "offloaded"); err != nil {
+		t.Fatalf("offloaded connection cut with no reader: %v", err)
+	}
+
+	d = startDaemon(t, Options{RulesFile: path, Queues: 1})
+	d.wait(t, "removed hooks left by an earlier run", 1)
+	c2, err := dial(t, tp, "2100")
+	if err != nil {
+		t.Fatalf("new connection after the restart: %v", err)
+	}
+	c2.Close()
+	d.stop(t)
+	if s := nstest.Run(t, "iptables-save") + nstest.Run(t, "ip6tables-save"); strings.Contains(s, "INSPECTD") {
+		t.Fatalf("hooks left after stop:\n%s", s)
+	}
 }
 
 // TestRunNoHooks prints the plan and leaves the ruleset alone.
