@@ -181,6 +181,11 @@ func Run(ctx context.Context, o Options) (err error) {
 		}()
 	}
 
+	if liberal, err := kconntrack.LiberalTCP(); err == nil && liberal {
+		log.Warn("net.netfilter.nf_conntrack_tcp_be_liberal is 1: the kernel does not check TCP segments against the window, " +
+			"so injected segments of offloaded connections are not dropped; set it to 0")
+	}
+
 	// Queues first, hooks second: traffic never meets a hook with no
 	// reader behind it.
 	engines := make([]*inspect.Engine, o.Queues)

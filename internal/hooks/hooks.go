@@ -5,8 +5,9 @@
 // ip6tables-restore --noflush (the iptables-nft backend on current
 // distributions). Each table's part of a restore file (up to its COMMIT)
 // is applied as one transaction, so a table's hooks appear or disappear
-// whole; a failure between tables or families is rolled back by Install,
-// which the daemon lets run to its end even when a signal comes. The
+// whole. Install never removes hooks that were there before it (a
+// crashed run's, which fail closed), even when it fails; the daemon lets
+// it run to its end even when a signal comes. The
 // kernel this was built for has the
 // xtables NFQUEUE target but no native nftables queue expression, and
 // iptables-nft gives the former while still writing nftables rules that
@@ -19,8 +20,10 @@
 //	    that carries no SYN, FIN or RST: the kernel fast path
 //	  accept their SYN-ACK (connections are handed over at their SYN)
 //	  accept established UDP of offloaded connections
-//	  drop segments of offloaded connections that the kernel's conntrack
-//	    finds INVALID (out of its window)
+//	  drop TCP segments that the kernel's conntrack finds INVALID (out of
+//	    its window): this guards offloaded connections, which the engine
+//	    tracks liberally
+//	  clear the offload bit of a conntrack entry a new SYN reuses
 //	  copy the offload bit from the connmark to the packet mark, so the
 //	    engine sees that a flow was offloaded (e.g. by a previous run)
 //	  NFQUEUE to the daemon's queues (--queue-balance), with
@@ -154,15 +157,25 @@ func addHooks(s *script, c Config) {
 	filter.lines = append(filter.lines,
 		fmt.Sprintf("-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT", ForwardChain, mm),
 		// The SYN-ACK of a connection handed over at its SYN: the kernel's
-		// tracker calls it ESTABLISHED (a reply) only when it answers the
-		// SYN; anything else is INVALID and dropped below.
+		// tracker checks that it answers the SYN (anything else is
+		// INVALID, dropped below). A SYN-ACK on a connection past its
+		// handshake is not checked by the kernel (it ignores it and lets
+		// it pass, and so does its own firewall); the endpoint answers it
+		// with a challenge ACK (RFC 5961).
 		fmt.Sprintf("-A %s -p tcp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,ACK,FIN,RST SYN,ACK -j ACCEPT", ForwardChain, mm),
 		fmt.Sprintf("-A %s -p udp -m connmark --mark %s -m conntrack --ctstate ESTABLISHED -j ACCEPT", ForwardChain, mm),
-		// An offloaded connection's segment that the kernel's own window
-		// tracking finds invalid (out of window, injected) is dropped here:
-		// the engine tracks such sessions liberally, having missed the
-		// segments the fast path carried.
-		fmt.Sprintf("-A %s -m connmark --mark %s -m conntrack --ctstate INVALID -j DROP", ForwardChain, mm),
+		// A segment that the kernel's own TCP tracking finds invalid (out
+		// of its window: injected data, a blind reset) is dropped here. The
+		// engine tracks offloaded sessions liberally, having missed the
+		// segments the fast path carried, so this check guards them. The
+		// kernel detaches its conntrack from such a segment, so the rule
+		// cannot ask for the connmark: it applies to every TCP segment.
+		fmt.Sprintf("-A %s -p tcp -m conntrack --ctstate INVALID -j DROP", ForwardChain),
+		// A new SYN on a conntrack entry that carries the offload bit (the
+		// kernel reuses a closed entry for a new connection on the same
+		// ports) clears it: the engine decides afresh whether the new
+		// connection may be offloaded.
+		fmt.Sprintf("-A %s -p tcp -m tcp --tcp-flags SYN,ACK,FIN,RST SYN -m connmark --mark %s -j CONNMARK --set-xmark 0x0/%s", ForwardChain, mm, m),
 		fmt.Sprintf("-A %s -m connmark --mark %s -j CONNMARK --restore-mark --nfmask %s --ctmask %s", ForwardChain, mm, m, m),
 		fmt.Sprintf("-A %s -j NFQUEUE %s", ForwardChain, queue),
 		fmt.Sprintf("-I FORWARD 1 -j %s", ForwardChain))
@@ -195,22 +208,35 @@ func Plan(c Config) (string, error) {
 // earlier run in the same transaction (per table and family), so that
 // forwarded traffic never finds the forward path without inspectd's hooks
 // while it starts. It returns how many leftover chains it replaced or
-// removed. If a family fails, the hooks already installed are removed.
+// removed.
+//
+// If a family fails, Install returns the error and leaves the hooks of
+// the families that had some before it started: a crashed run's hooks (or
+// a running daemon's, which the hooks check reinstalls) fail closed, and
+// removing them would let forwarded traffic pass uninspected. It removes
+// what it installed in the families that had none, putting them back as
+// they were.
 func Install(ctx context.Context, c Config) (leftovers int, err error) {
 	if err := c.Validate(); err != nil {
 		return 0, err
 	}
+	var fresh []family // families that had no hooks before
 	for _, f := range families {
 		out, err := run(ctx, f.save, nil)
 		if err == nil {
 			s, n := removal(out, map[string]bool{PostChain: true, ForwardChain: true})
+			if n == 0 {
+				fresh = append(fresh, f)
+			}
 			addHooks(&s, c)
 			leftovers += n
 			err = restore(ctx, f, s.String())
 		}
 		if err != nil {
-			if _, rerr := Remove(ctx); rerr != nil {
-				err = errors.Join(err, rerr)
+			for _, f := range fresh {
+				if _, rerr := removeFamily(ctx, f); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
 			}
 			return leftovers, err
 		}
@@ -271,22 +297,29 @@ func Remove(ctx context.Context) (int, error) {
 	total := 0
 	var errs []error
 	for _, f := range families {
-		out, err := run(ctx, f.save, nil)
+		n, err := removeFamily(ctx, f)
+		total += n
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		s, n := removal(out, nil)
-		if n == 0 && len(s.order) == 0 {
-			continue
-		}
-		if err := restore(ctx, f, s.String()); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		total += n
 	}
 	return total, errors.Join(errs...)
+}
+
+// removeFamily does what Remove does, for one family.
+func removeFamily(ctx context.Context, f family) (int, error) {
+	out, err := run(ctx, f.save, nil)
+	if err != nil {
+		return 0, err
+	}
+	s, n := removal(out, nil)
+	if n == 0 && len(s.order) == 0 {
+		return 0, nil
+	}
+	if err := restore(ctx, f, s.String()); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // removal reads iptables-save output and returns a restore script that

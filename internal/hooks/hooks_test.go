@@ -111,7 +111,8 @@ COMMIT
 -A INSPECTD-FWD -p tcp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,FIN,RST NONE -j ACCEPT
 -A INSPECTD-FWD -p tcp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -m tcp --tcp-flags SYN,ACK,FIN,RST SYN,ACK -j ACCEPT
 -A INSPECTD-FWD -p udp -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT
--A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -m conntrack --ctstate INVALID -j DROP
+-A INSPECTD-FWD -p tcp -m conntrack --ctstate INVALID -j DROP
+-A INSPECTD-FWD -p tcp -m tcp --tcp-flags SYN,ACK,FIN,RST SYN -m connmark --mark 0x10000000/0x10000000 -j CONNMARK --set-xmark 0x0/0x10000000
 -A INSPECTD-FWD -m connmark --mark 0x10000000/0x10000000 -j CONNMARK --restore-mark --nfmask 0x10000000 --ctmask 0x10000000
 -A INSPECTD-FWD -j NFQUEUE --queue-num 0
 -I FORWARD 1 -j INSPECTD-FWD

@@ -80,3 +80,19 @@ func accountingNote(dir string) (string, error) {
 	}
 	return filepath.Join(dir, fmt.Sprintf("acct-was-off.net-%d", st.Ino)), nil
 }
+
+// liberalPath is the sysctl that stops the kernel's TCP tracker from
+// checking segments against the window.
+const liberalPath = "/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal"
+
+// LiberalTCP reports whether the kernel's TCP tracker is liberal (sysctl
+// net.netfilter.nf_conntrack_tcp_be_liberal = 1) in the calling thread's
+// network namespace: it then finds out-of-window segments valid, so the
+// hooks cannot drop them for the connections the fast path carries.
+func LiberalTCP() (bool, error) {
+	b, err := os.ReadFile(liberalPath)
+	if err != nil {
+		return false, fmt.Errorf("kconntrack: %w", err)
+	}
+	return string(bytes.TrimSpace(b)) != "0", nil
+}

@@ -288,3 +288,18 @@ func TestAccountingRestore(t *testing.T) {
 		t.Errorf("accounting %s after restore; want 1, as the operator set it", got)
 	}
 }
+
+// TestLiberalTCP reads the namespace's nf_conntrack_tcp_be_liberal.
+func TestLiberalTCP(t *testing.T) {
+	nstest.Enter(t)
+	// A conntrack rule loads the kernel's conntrack, and its sysctls.
+	nstest.Run(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT")
+	for _, v := range []string{"1", "0"} {
+		if err := os.WriteFile(liberalPath, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := LiberalTCP(); err != nil || got != (v == "1") {
+			t.Errorf("be_liberal %s: LiberalTCP() = %v, %v", v, got, err)
+		}
+	}
+}
