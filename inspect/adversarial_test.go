@@ -550,3 +550,58 @@ func TestAdvBlindSYNAndResetLeaveInspector(t *testing.T) {
 		l.wantHoles("ftp PORT 192.0.2.10:20 -> 198.51.100.2:50001")
 	}
 }
+
+// outboundFTPRules inspect FTP for the hosts behind lan0 going out, on
+// port 2121 as well as 21 (testRules do the same for the servers).
+const outboundFTPRules = `
+interface wan wan0 net 198.51.100.0/24 2001:db8:1::/64
+interface lan lan0 net 192.0.2.0/24 2001:db8:2::/64
+
+in on wan default deny log {
+}
+in on lan default deny log {
+    permit tcp from any to any port { 21 2121 } inspect ftp
+}
+`
+
+// TestAdvSlipstreamThroughHTTPBody: NAT Slipstreaming against a host
+// behind inspectd. A hostile web page makes the browser on 192.0.2.99
+// POST to the attacker's 203.0.113.9:2121 (browsers block port 21, not
+// 2121); the POST body carries "\r\nPORT 192,0,2,99,13,61\r\n", a line
+// of its own in the reassembled stream. An HTTP request is not an FTP
+// control channel: the attacker's port 20 must not reach the browser
+// host's RDP port (3389), which the rules never allowed.
+func TestAdvSlipstreamThroughHTTPBody(t *testing.T) {
+	l := &lab{t: t, e: New(mustRules(t, outboundFTPRules), Options{FastPath: true}), now: start, parent: map[uint64]uint64{}}
+	browser, attacker := lanHost, third
+	conn := l.dial(ap(browser, 51000), ap(attacker, 2121), ReasonRule)
+	conn.a.send("POST /x HTTP/1.1\r\n" +
+		"Host: 203.0.113.9:2121\r\n" +
+		"Content-Type: text/plain\r\n" +
+		"Content-Length: 25\r\n" +
+		"\r\n" +
+		"PORT 192,0,2,99,13,61\r\n")
+	v := l.e.Process(packettest.TCP(ap(attacker, 20), ap(browser, 3389), syn, 9000, 0, nil), Meta{Time: l.now, In: "wan0"})
+	if v.Accept {
+		t.Fatalf("the attacker's SYN to the browser host's port 3389 was accepted (%q): "+
+			"a PORT line in an HTTP body opened a hole", v.Reason)
+	}
+}
+
+// TestAdvHoleAfterResetCrossing: the client resets its control
+// connection just after PASV (it gave up, or reloaded) while the
+// server's 227 is on its way. The reset ends the session and cancels its
+// holes (TestAdvHoleAfterControlClosed); the 227 that arrives next, still
+// inside the window of the closed session, must not open a passive hole
+// that would outlive the control connection for as long as the closed
+// session stays in the table (tcp-finwait).
+func TestAdvHoleAfterResetCrossing(t *testing.T) {
+	l := newLab(t)
+	f := l.ftp(client, 40000, server)
+	f.c.send("PASV\r\n")
+	f.c.raw(rst|ack, f.c.next, "", true, ReasonSession)
+	l.wantHoles()
+	l.e.Process(f.s.segment(ack|psh, f.s.next, "227 Entering Passive Mode (192,0,2,10,117,49).\r\n"), Meta{Time: l.now, In: "lan0"})
+	l.wantHoles()
+	l.syn(ap(client, 50000), ap(server, 30001), false, ReasonDenyDefault)
+}

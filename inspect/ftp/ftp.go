@@ -151,21 +151,26 @@ const maxAhead = 3
 
 // Inspect judges one segment of the control session. It implements
 // conntrack.Inspector. Every result asks that the session is never
-// offloaded. When the control session ends (a reset the tracker took as
-// ending it, or the second direction's FIN) the result cancels its
-// pending holes and opens none, even one the segment's last command
-// asked for: a data connection belongs to a live control session.
+// offloaded. Once the control session has ended (a reset the tracker took
+// as ending it, or both directions' FINs) every result cancels its
+// pending holes and opens none: not one the closing segment's last
+// command asked for, nor one a reply that crossed the reset asks for, nor
+// one a command asks for whose bytes came after a FIN that overtook them.
+// A data connection belongs to a live control session.
 func (in *Inspector) Inspect(c *conntrack.Context, p *decode.Packet) conntrack.Result {
 	res := in.inspect(c, p)
-	if !res.Drop && p.Proto == decode.ProtoTCP && p.Flags&(decode.TCPFin|decode.TCPRst) != 0 {
+	if res.Drop || p.Proto != decode.ProtoTCP {
+		return res
+	}
+	if p.Flags&decode.TCPFin != 0 {
 		d := 0
 		if c.Dir != conntrack.Original {
 			d = 1
 		}
-		in.st.dir[d].fin = in.st.dir[d].fin || p.Flags&decode.TCPFin != 0
-		if c.Session.State == conntrack.StateClosed || (in.st.dir[0].fin && in.st.dir[1].fin) {
-			res.Cancel, res.HasExpect = true, false
-		}
+		in.st.dir[d].fin = true
+	}
+	if c.Session.State == conntrack.StateClosed || (in.st.dir[0].fin && in.st.dir[1].fin) {
+		res.Cancel, res.HasExpect = true, false
 	}
 	return res
 }
@@ -222,8 +227,14 @@ func (in *Inspector) inspect(c *conntrack.Context, p *decode.Packet) conntrack.R
 	s.started = true
 	if off > 0 {
 		// Third segment in a row beyond a gap: give up on the missing
-		// bytes and resynchronise at the next line end.
+		// bytes and resynchronise at the next line end. The lost bytes
+		// may have ended a multi-line reply: replies start afresh (RFC
+		// 959 section 4.2 makes servers pad text lines that start with
+		// digits, so none is taken for a reply).
 		s.resync()
+		if d == 1 {
+			in.st.multi = false
+		}
 	} else {
 		payload = payload[-off:]
 	}

@@ -876,3 +876,116 @@ func TestSynNewISN(t *testing.T) {
 	c.packet(srv, 5000, decode.TCPSyn|decode.TCPAck, "")
 	pasv(c, 5001)
 }
+
+// TestHTTPBodyIsNotACommand: NAT Slipstreaming without any segment
+// trick. An HTTP body may itself contain CR LF: the line "PORT ..." then
+// starts a line of the reassembled stream, and since an active hole opens
+// on the command itself (before any reply), a hostile web page could make
+// the victim's browser POST to attacker:2121 (2121 is not on the
+// browsers' blocked-port list, 21 is) and open a hole from the attacker's
+// port 20 to any port >= 1024 of the victim. A stream whose client speaks
+// HTTP (a request line "... HTTP/1.1", header lines such as "Host:") is
+// not an FTP control connection: inspection stops and nothing opens.
+func TestHTTPBodyIsNotACommand(t *testing.T) {
+	c := newConv(t, Config{}, client4, server4)
+	r := c.send(cli, "POST /x HTTP/1.1\r\n"+
+		"Host: 192.0.2.10:2121\r\n"+
+		"Content-Type: text/plain\r\n"+
+		"Content-Length: 26\r\n"+
+		"\r\n"+
+		"PORT 198,51,100,2,13,61\r\n")
+	if r.HasExpect || !r.Cancel || r.Reason != noteHTTP {
+		t.Fatalf("an HTTP request whose body holds a PORT line: %+v, want nothing opened and the note %q", r, noteHTTP)
+	}
+	if r := c.send(cli, "PORT 198,51,100,2,13,62\r\n"); r.HasExpect {
+		t.Fatalf("a PORT after the HTTP request opened %+v", r.Expect)
+	}
+}
+
+func TestIsHTTP(t *testing.T) {
+	for line, want := range map[string]bool{
+		"POST /x HTTP/1.1":        true,
+		"GET / HTTP/1.0":          true,
+		"Host: 192.0.2.10:2121":   true,
+		"Content-Length: 26":      true,
+		"PORT 198,51,100,2,13,61": false,
+		"HOST ftp.example.com":    false, // RFC 7151
+		"CWD HTTP/1.1":            false,
+		"RETR a b HTTP/1.1":       false,
+		"retr /x HTTP/1.1":        false, // HTTP methods are upper case
+		"USER anonymous":          false,
+		":":                       false,
+		"POST /x HTTP/x.1":        false,
+	} {
+		verb, arg := splitCommand([]byte(line))
+		if got := isHTTP(verb, arg); got != want {
+			t.Errorf("isHTTP(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
+
+// TestResyncEndsMultiLineReply: a gap must not wedge the session for
+// ever (docs/INSPECTION.md, "Gaps"). If the lost bytes held the last line
+// of a multi-line reply (RFC 959 section 4.2; here the "230 " that ends a
+// "230-" login banner), a parser still inside that reply would take every
+// later reply for its text, and no 227 would open anything again. The
+// resync point cannot be known to lie inside a multi-line reply: the
+// reply parser starts afresh there.
+func TestResyncEndsMultiLineReply(t *testing.T) {
+	c := newConv(t, Config{}, client4, server4)
+	c.ok(srv, "220 (vsFTPd 3.0.3)\r\n")
+	c.ok(cli, "USER anonymous\r\n")
+	c.ok(srv, "331 Please specify the password.\r\n")
+	c.ok(cli, "PASS guest@\r\n")
+	c.ok(srv, "230-Welcome to the image server.\r\n")
+	// The segment with the rest of the banner and its final line is lost
+	// before inspectd (a capture that missed it, a drop upstream).
+	c.next[srv] += uint32(len("230-Images are in /pub.\r\n230 Login successful.\r\n"))
+	c.ok(cli, "TYPE I\r\n")
+	for range maxAhead - 1 {
+		wantDrop(t, c.packet(srv, c.next[srv], decode.TCPPsh, "200 Switching to Binary mode.\r\n"), reasonGap)
+	}
+	c.send(srv, "200 Switching to Binary mode.\r\n") // accepted: the stream resynchronises
+	var r conntrack.Result
+	for i := range 3 {
+		c.ok(cli, "PASV\r\n")
+		r = c.send(srv, "227 Entering Passive Mode (192,0,2,10,4,"+itoa(i+1)+").\r\n")
+	}
+	if !r.HasExpect {
+		t.Fatalf("after a resync inside a multi-line reply (multi=%v), 227 replies open nothing for the rest of the session: got %+v",
+			c.in.st.multi, r)
+	}
+}
+
+// TestNoHoleAfterControlEnded: once the control session is reset or both
+// sides have sent their FIN, nothing opens, also from bytes that arrive
+// after the closing segment, in the window: a reply that crossed the
+// client's reset (the server's 227 was already on its way), or a command
+// whose segment the FIN overtook (the FIN, beyond a gap, is recorded
+// before the bytes before it are parsed). A data connection belongs to a
+// live control session.
+func TestNoHoleAfterControlEnded(t *testing.T) {
+	// 1. A 227 that crosses the client's reset.
+	c := newConv(t, Config{}, client4, server4)
+	c.login()
+	c.ok(cli, "PASV\r\n")
+	c.sess.State = conntrack.StateClosed // the tracker took the reset as ending the session
+	if r := c.packet(cli, c.next[cli], decode.TCPRst, ""); !r.Cancel {
+		t.Fatalf("reset: %+v, want cancel", r)
+	}
+	if r := c.send(srv, "227 Entering Passive Mode (192,0,2,10,4,1).\r\n"); r.HasExpect {
+		t.Errorf("227 after the control session was reset opened %+v", r.Expect)
+	}
+
+	// 2. A FIN that overtook the PORT before it.
+	c = newConv(t, Config{}, client4, server4)
+	c.login()
+	cmd := "PORT 198,51,100,2,4,1\r\n"
+	c.packet(cli, c.next[cli]+uint32(len(cmd)), decode.TCPFin, "")
+	if r := c.packet(srv, c.next[srv], decode.TCPFin, ""); !r.Cancel {
+		t.Fatalf("second FIN: %+v, want cancel", r)
+	}
+	if r := c.send(cli, cmd); r.HasExpect {
+		t.Errorf("PORT parsed after both FINs opened %+v", r.Expect)
+	}
+}

@@ -1,6 +1,9 @@
 package ftp
 
-import "net/netip"
+import (
+	"bytes"
+	"net/netip"
+)
 
 // is reports whether b equals the upper-case ASCII word w, ignoring case
 // (FTP commands are case-insensitive, RFC 959 section 5.3).
@@ -40,6 +43,27 @@ func splitCommand(line []byte) (verb, arg []byte) {
 		arg = arg[:len(arg)-1]
 	}
 	return verb, arg
+}
+
+// isHTTP reports whether a client line split into verb and arg is HTTP: a
+// request line ("POST /x HTTP/1.1": a method of capital letters, a
+// target, a version) or a header line ("Host: ..."). No FTP command word
+// ends in a colon (RFC 959 section 5.3.1: letters only).
+func isHTTP(verb, arg []byte) bool {
+	if len(verb) > 1 && verb[len(verb)-1] == ':' {
+		return true
+	}
+	for _, c := range verb {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	sp := bytes.LastIndexByte(arg, ' ')
+	if sp <= 0 || bytes.IndexByte(arg[:sp], ' ') >= 0 {
+		return false // not "target version"
+	}
+	v := arg[sp+1:]
+	return len(v) == len("HTTP/1.1") && string(v[:5]) == "HTTP/" && isDigit(v[5]) && v[6] == '.' && isDigit(v[7])
 }
 
 // number parses a decimal number of one to three digits no greater than

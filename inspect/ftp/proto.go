@@ -101,6 +101,7 @@ func (st *state) popThrough(k cmdKind) bool {
 const (
 	noteUntracked = "ftp: too many commands awaiting replies, data command not tracked"
 	noteEPSVAll   = "ftp: data command other than EPSV after EPSV ALL, nothing opened"
+	noteHTTP      = "ftp: the client speaks HTTP, not FTP: inspection stops, nothing opens"
 )
 
 // note sets res.Reason unless an earlier line of the packet already did.
@@ -142,6 +143,15 @@ func (in *Inspector) command(c *conntrack.Context, line []byte, long bool, res *
 			fmt.Sprintf("ftp: client sent reply %s, not a command", line[:3]))
 	}
 	verb, arg := splitCommand(line)
+	if isHTTP(verb, arg) {
+		// A browser made to talk to an FTP port (NAT Slipstreaming): its
+		// request's body may hold a line "PORT ...", which must not open
+		// a hole into the browser's host. The stream is not FTP.
+		st.stopped = true
+		res.Cancel = true
+		note(res, noteHTTP)
+		return false
+	}
 	k := cmdOther
 	var (
 		port uint16
