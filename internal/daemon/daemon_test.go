@@ -224,22 +224,7 @@ func (d *daemonUnderTest) stop(t *testing.T) {
 // and echoes.
 func echoServer(t *testing.T, tp *nstest.Topology, ports ...string) {
 	for _, port := range ports {
-		var ln net.Listener
-		var err error
-		nstest.In(t, tp.Server, func() { ln, err = net.Listen("tcp", net.JoinHostPort(nstest.ServerAddr, port)) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go io.Copy(c, c)
-			}
-		}()
+		nstest.Echo(t, tp.Server, net.JoinHostPort(nstest.ServerAddr, port))
 	}
 }
 

@@ -142,20 +142,10 @@ func newLab(t *testing.T, addrs ...string) *lab {
 	go func() { done <- q.Run(qctx, l.rec) }()
 	t.Cleanup(func() { stop(); <-done; q.Close() })
 	for _, a := range addrs {
-		var ln net.Listener
-		nstest.In(t, l.tp.Server, func() { ln, err = net.Listen("tcp", net.JoinHostPort(a, "2100")) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
+		accepted := nstest.Echo(t, l.tp.Server, net.JoinHostPort(a, "2100"))
 		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
+			for c := range accepted {
 				l.accepted <- c
-				go io.Copy(c, c)
 			}
 		}()
 	}

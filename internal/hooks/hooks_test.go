@@ -259,21 +259,7 @@ func TestFastPath(t *testing.T) {
 	go func() { done <- q.Run(qctx, offloadData{}) }()
 
 	for _, addr := range []string{nstest.ServerAddr, "[" + nstest.ServerAddr6 + "]"} {
-		var ln net.Listener
-		nstest.In(t, tp.Server, func() { ln, err = net.Listen("tcp", addr+":2100") })
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go io.Copy(c, c)
-			}
-		}()
+		nstest.Echo(t, tp.Server, addr+":2100")
 	}
 	dial := func(addr string) (net.Conn, error) {
 		var c net.Conn

@@ -4,6 +4,8 @@
 package nstest
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -165,4 +167,36 @@ func Go(t testing.TB, fn func()) <-chan struct{} {
 		fn()
 	}()
 	return done
+}
+
+// Echo listens for TCP on address addr (host:port) in namespace ns and
+// echoes what each connection sends, until the test ends. The returned
+// channel receives the server side of accepted connections while it has
+// room (16; connections beyond that are echoed all the same), and is
+// closed when the listener is.
+func Echo(t testing.TB, ns, addr string) <-chan net.Conn {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	In(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c:
+			default:
+			}
+			go io.Copy(c, c)
+		}
+	}()
+	return accepted
 }
