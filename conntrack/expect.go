@@ -61,6 +61,11 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 			return nil, ErrExpectFull
 		}
 	}
+	h := hostOf(parent.Key.Src)
+	use := t.hosts[h]
+	if int(use.expects) >= t.cfg.Limits.ExpectationsPerHost {
+		return nil, ErrExpectPerHost
+	}
 	name := ""
 	if parent.Inspector != nil {
 		name = parent.Inspector.Name()
@@ -75,12 +80,15 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 	t.nextID += t.cfg.IDStride
 	t.expects[k] = e
 	t.byParent[parent.ID] = append(t.byParent[parent.ID], e)
+	use.expects++
+	t.hosts[h] = use
 	t.schedule(e.Expires.UnixNano(), nil, e)
 	return e, nil
 }
 
-// MatchExpectation finds and consumes the expectation that a packet with
-// flow key k fulfils at time now, or returns nil.
+// MatchExpectation finds the expectation that a packet with flow key k
+// fulfils at time now, or returns nil. It does not use it up:
+// CreateRelated does, once the connection's session exists.
 func (t *Table) MatchExpectation(k Key, now time.Time) *Expectation {
 	if len(t.expects) == 0 {
 		return nil
@@ -97,7 +105,6 @@ func (t *Table) MatchExpectation(k Key, now time.Time) *Expectation {
 		}
 		return nil
 	}
-	t.dropExpectation(e)
 	return e
 }
 
@@ -119,6 +126,10 @@ func (t *Table) dropExpectation(e *Expectation) {
 		return
 	}
 	e.gone = true
+	h := hostOf(e.owner.Key.Src)
+	u := t.hosts[h]
+	u.expects--
+	t.setUse(h, u)
 	if e.heapIndex >= 0 && e.heapIndex < len(t.timers) && t.timers[e.heapIndex].e == e {
 		heap.Remove(&t.timers, e.heapIndex)
 	}

@@ -27,11 +27,20 @@ type Timeouts struct {
 }
 
 // Limits bound the table. Zero means the default.
+//
+// The per-host limits count by host: an IPv4 address, or an IPv6 /64
+// (one site's hosts share a /64, and any of them may use all of it). A
+// session counts under its initiator's host; a connection an expectation
+// predicted, and the expectation itself, count under the host of the
+// client of the session that negotiated them (an active-mode FTP data
+// connection, which the server opens, is the client's doing).
 type Limits struct {
-	Sessions        int // sessions in the table
-	HalfOpen        int // TCP sessions whose handshake is not finished
-	HalfOpenPerHost int // half-open TCP sessions from one source address
-	Expectations    int // pending expectations
+	Sessions            int // sessions in the table
+	SessionsPerHost     int // sessions counted under one host
+	HalfOpen            int // TCP sessions whose handshake is not finished
+	HalfOpenPerHost     int // half-open TCP sessions counted under one host
+	Expectations        int // pending expectations
+	ExpectationsPerHost int // pending expectations counted under one host
 }
 
 // Config configures a Table.
@@ -65,10 +74,12 @@ var (
 		ICMPIdle:   10 * time.Second,
 	}
 	DefaultLimits = Limits{
-		Sessions:        262144,
-		HalfOpen:        8192,
-		HalfOpenPerHost: 512,
-		Expectations:    4096,
+		Sessions:            262144,
+		SessionsPerHost:     32768,
+		HalfOpen:            8192,
+		HalfOpenPerHost:     512,
+		Expectations:        4096,
+		ExpectationsPerHost: 256,
 	}
 )
 
@@ -78,7 +89,9 @@ var (
 	ErrTableFull       = errors.New("limit: session table full")
 	ErrHalfOpen        = errors.New("limit: too many half-open sessions")
 	ErrHalfOpenPerHost = errors.New("limit: too many half-open sessions from this host")
+	ErrSessionsPerHost = errors.New("limit: too many sessions from this host")
 	ErrExpectFull      = errors.New("limit: expectation table full")
+	ErrExpectPerHost   = errors.New("limit: too many expectations for this host")
 	ErrExists          = errors.New("session exists")
 )
 
@@ -91,8 +104,10 @@ type Table struct {
 	sessions index
 	nextID   uint64
 
-	halfOpen        int
-	halfOpenPerHost map[netip.Addr]int32
+	halfOpen int
+	// hosts counts each host's sessions, half-open sessions and
+	// expectations (Limits); a host using nothing has no entry.
+	hosts map[host]hostUse
 
 	expects  map[expectKey]*Expectation
 	byParent map[uint64][]*Expectation
@@ -114,13 +129,13 @@ func New(cfg Config) *Table {
 		cfg.IDBase = 1
 	}
 	return &Table{
-		cfg:             cfg,
-		sessions:        newIndex(cfg.Limits.Sessions),
-		nextID:          cfg.IDBase,
-		halfOpenPerHost: make(map[netip.Addr]int32),
-		expects:         make(map[expectKey]*Expectation),
-		byParent:        make(map[uint64][]*Expectation),
-		parents:         make(map[*Session]*Session),
+		cfg:      cfg,
+		sessions: newIndex(cfg.Limits.Sessions),
+		nextID:   cfg.IDBase,
+		hosts:    make(map[host]hostUse),
+		expects:  make(map[expectKey]*Expectation),
+		byParent: make(map[uint64][]*Expectation),
+		parents:  make(map[*Session]*Session),
 	}
 }
 
@@ -139,8 +154,9 @@ func fillTimeouts(t *Timeouts) {
 func fillLimits(l *Limits) {
 	d := DefaultLimits
 	for _, f := range []struct{ v, def *int }{
-		{&l.Sessions, &d.Sessions}, {&l.HalfOpen, &d.HalfOpen},
-		{&l.HalfOpenPerHost, &d.HalfOpenPerHost}, {&l.Expectations, &d.Expectations},
+		{&l.Sessions, &d.Sessions}, {&l.SessionsPerHost, &d.SessionsPerHost},
+		{&l.HalfOpen, &d.HalfOpen}, {&l.HalfOpenPerHost, &d.HalfOpenPerHost},
+		{&l.Expectations, &d.Expectations}, {&l.ExpectationsPerHost, &d.ExpectationsPerHost},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -210,9 +226,26 @@ func (t *Table) Peek(k Key) (*Session, Dir) {
 // Create adds a new session for the first packet p (whose flow key is the
 // session's original direction) at time now. For TCP, p must be a SYN
 // unless pickUp is set, in which case the session is picked up in the
-// middle of its life from whatever segment p is.
+// middle of its life from whatever segment p is (such a session is not
+// refused by the per-host limits: the connection exists already).
 func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
-	return t.create(KeyOf(p), Original, p, now, pickUp)
+	return t.create(KeyOf(p), Original, p, now, pickUp, nil)
+}
+
+// CreateRelated adds the session of the connection that expectation x
+// (from MatchExpectation) predicted, whose first packet is p, and uses x
+// up. When a limit refuses the session, x stays for the connection's next
+// attempt (a retransmitted SYN). The new session is the child of the
+// session that owns x: its traffic keeps its parent alive, as a control
+// connection lies silent while its transfer runs (Touch, Track), and it
+// counts under the host of its parent's client (Limits). Only children pay
+// for the link (a map entry, not a field of every session).
+func (t *Table) CreateRelated(p *decode.Packet, now time.Time, x *Expectation) (*Session, error) {
+	s, err := t.create(KeyOf(p), Original, p, now, false, x.owner)
+	if err == nil {
+		t.dropExpectation(x)
+	}
+	return s, err
 }
 
 // PickUp adds a TCP session picked up in the middle of its life whose
@@ -220,10 +253,12 @@ func (t *Table) Create(p *decode.Packet, now time.Time, pickUp bool) (*Session, 
 // (the engine adopts connections that the kernel tracked as established
 // before the daemon started: their first packet seen may be a reply).
 func (t *Table) PickUp(orig Key, dir Dir, p *decode.Packet, now time.Time) (*Session, error) {
-	return t.create(orig, dir, p, now, true)
+	return t.create(orig, dir, p, now, true, nil)
 }
 
-func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp bool) (*Session, error) {
+// create adds a session; parent, when not nil, owns the expectation that
+// predicted it.
+func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp bool, parent *Session) (*Session, error) {
 	n := t.advance(now)
 	if old := t.sessions.get(k); old != nil {
 		if old.expires > n {
@@ -237,16 +272,28 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			return nil, ErrTableFull
 		}
 	}
+	host := hostOf(k.Src)
+	if parent != nil {
+		host = hostOf(parent.Key.Src)
+	}
+	use := t.hosts[host]
+	if !pickUp && int(use.sessions) >= t.cfg.Limits.SessionsPerHost {
+		return nil, ErrSessionsPerHost
+	}
 	halfOpen := p.Proto == decode.ProtoTCP && !pickUp
 	if halfOpen {
 		if t.halfOpen >= t.cfg.Limits.HalfOpen {
 			return nil, ErrHalfOpen
 		}
-		if int(t.halfOpenPerHost[k.Src]) >= t.cfg.Limits.HalfOpenPerHost {
+		if int(use.halfOpen) >= t.cfg.Limits.HalfOpenPerHost {
 			return nil, ErrHalfOpenPerHost
 		}
 	}
 	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n, timerPos: -1}
+	if parent != nil {
+		t.parents[s] = parent
+	}
+	use.sessions++
 	t.nextID += t.cfg.IDStride
 	switch p.Proto {
 	case decode.ProtoTCP:
@@ -258,12 +305,13 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			s.State = StateSynSent
 			s.tcp[Original].init(p)
 			t.halfOpen++
-			t.halfOpenPerHost[k.Src]++
+			use.halfOpen++
 			s.halfOpen = true
 		}
 	default:
 		s.State = StateNew
 	}
+	t.hosts[host] = use
 	t.sessions.insert(s)
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
@@ -300,15 +348,6 @@ func (t *Table) Track(s *Session, dir Dir, p *decode.Packet, now time.Time) (why
 	t.arm(s)
 	t.keepParent(s, n)
 	return "", false
-}
-
-// Relate makes s, just created for a connection expectation x predicted,
-// the child of the session that owns x: s's traffic then keeps its parent
-// alive, as a control connection lies silent while its transfer runs.
-// Only children pay for the link (a map entry, not a field of every
-// session).
-func (t *Table) Relate(s *Session, x *Expectation) {
-	t.parents[s] = x.owner
 }
 
 // ParentID returns the ID of the session whose inspector expected s, or 0
@@ -428,16 +467,69 @@ func (t *Table) timeout(s *Session) time.Duration {
 	}
 }
 
+// leaveHalfOpen ends s's half-open state, if it is in it.
 func (t *Table) leaveHalfOpen(s *Session) {
 	if !s.halfOpen {
 		return
 	}
-	s.halfOpen = false
-	t.halfOpen--
-	if c := t.halfOpenPerHost[s.Key.Src] - 1; c > 0 {
-		t.halfOpenPerHost[s.Key.Src] = c
+	t.release(s, false)
+}
+
+// release takes s's half-open state, and with gone its place in the
+// table, off the counts.
+func (t *Table) release(s *Session, gone bool) {
+	wasHalfOpen := s.halfOpen
+	if !gone && !wasHalfOpen {
+		return
+	}
+	h := t.hostOfSession(s)
+	u := t.hosts[h]
+	if wasHalfOpen {
+		s.halfOpen = false
+		t.halfOpen--
+		u.halfOpen--
+	}
+	if gone {
+		u.sessions--
+	}
+	t.setUse(h, u)
+}
+
+// host is what the per-host limits count under: an IPv4 address, or an
+// IPv6 /64, in 16-byte form (a plain array hashes faster than a
+// netip.Addr and holds no pointer).
+type host [16]byte
+
+// hostUse is what one host uses of the table.
+type hostUse struct{ sessions, halfOpen, expects int32 }
+
+// hostOf returns the host an address counts under.
+func hostOf(a netip.Addr) host {
+	h := host(a.As16())
+	if !a.Is4() && !a.Is4In6() {
+		clear(h[8:])
+	}
+	return h
+}
+
+// hostOfSession returns the host session s counts under: its parent's
+// client's for a connection an expectation predicted, else its
+// initiator's.
+func (t *Table) hostOfSession(s *Session) host {
+	if len(t.parents) > 0 {
+		if p := t.parents[s]; p != nil {
+			return hostOf(p.Key.Src)
+		}
+	}
+	return hostOf(s.Key.Src)
+}
+
+// setUse records host h's use u, forgetting a host that uses nothing.
+func (t *Table) setUse(h host, u hostUse) {
+	if u == (hostUse{}) {
+		delete(t.hosts, h)
 	} else {
-		delete(t.halfOpenPerHost, s.Key.Src)
+		t.hosts[h] = u
 	}
 }
 
@@ -446,7 +538,7 @@ func (t *Table) remove(s *Session, why string) {
 	if s.timerPos >= 0 {
 		heap.Remove(&t.timers, int(s.timerPos)) // nothing else holds s
 	}
-	t.leaveHalfOpen(s)
+	t.release(s, true)
 	t.sessions.remove(s)
 	t.dropExpectations(s.ID)
 	if t.cfg.OnClose != nil {

@@ -139,9 +139,15 @@ func TestExpectations(t *testing.T) {
 	if got := tb.MatchExpectation(data, t0.Add(time.Second)); got != x {
 		t.Fatal("the expected connection did not match")
 	}
+	syn := &decode.Packet{Proto: decode.ProtoTCP, Src: data.Src, SrcPort: data.SrcPort, Dst: data.Dst, DstPort: data.DstPort, Flags: decode.TCPSyn}
+	child, err := tb.CreateRelated(syn, t0.Add(time.Second), x)
+	if err != nil || tb.ParentID(child) != ctl.ID {
+		t.Fatalf("CreateRelated: %v, parent %d", err, tb.ParentID(child))
+	}
 	if tb.MatchExpectation(data, t0.Add(time.Second)) != nil {
 		t.Fatal("a hole was used twice")
 	}
+	tb.Remove(child, "test")
 
 	// Replace: a new PASV replaces the pending one.
 	tb.Expect(ctl, pasv, t0)

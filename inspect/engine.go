@@ -127,7 +127,8 @@ func tableTimeouts(rs *rules.Ruleset) conntrack.Timeouts {
 
 func tableLimits(rs *rules.Ruleset) conntrack.Limits {
 	l := rs.Limits
-	return conntrack.Limits{Sessions: l.Sessions, HalfOpen: l.HalfOpen, HalfOpenPerHost: l.HalfOpenPerHost, Expectations: l.Expectations}
+	return conntrack.Limits{Sessions: l.Sessions, SessionsPerHost: l.SessionsPerHost, HalfOpen: l.HalfOpen,
+		HalfOpenPerHost: l.HalfOpenPerHost, Expectations: l.Expectations, ExpectationsPerHost: l.ExpectationsPerHost}
 }
 
 // New returns an engine enforcing rs.
@@ -564,11 +565,10 @@ func (e *Engine) admit(s *conntrack.Session, ic *ifaceConfig, r *rules.Rule) {
 // related opens the child session an expectation predicted.
 func (e *Engine) related(x *conntrack.Expectation, m Meta) Verdict {
 	p := &e.pkt
-	s, err := e.table.Create(p, m.Time, false)
+	s, err := e.table.CreateRelated(p, m.Time, x)
 	if err != nil {
 		return e.drop(m, err.Error(), "", true)
 	}
-	e.table.Relate(s, x)
 	if ic := e.cfg.ifaces[m.In]; ic != nil {
 		s.In = uint16(ic.iface.Index)
 	}

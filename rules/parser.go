@@ -1033,18 +1033,21 @@ type intSetting struct {
 }
 
 var limitKeys = map[string]intSetting{
-	"sessions":           {func(l *Limits) *int { return &l.Sessions }, 1, 1 << 26},
-	"half-open":          {func(l *Limits) *int { return &l.HalfOpen }, 1, 1 << 26},
-	"half-open-per-host": {func(l *Limits) *int { return &l.HalfOpenPerHost }, 1, 1 << 26},
-	"expectations":       {func(l *Limits) *int { return &l.Expectations }, 1, 1 << 24},
-	"ftp-line":           {func(l *Limits) *int { return &l.FTPLine }, 128, 8192},
+	"sessions":              {func(l *Limits) *int { return &l.Sessions }, 1, 1 << 26},
+	"sessions-per-host":     {func(l *Limits) *int { return &l.SessionsPerHost }, 1, 1 << 26},
+	"half-open":             {func(l *Limits) *int { return &l.HalfOpen }, 1, 1 << 26},
+	"half-open-per-host":    {func(l *Limits) *int { return &l.HalfOpenPerHost }, 1, 1 << 26},
+	"expectations":          {func(l *Limits) *int { return &l.Expectations }, 1, 1 << 24},
+	"expectations-per-host": {func(l *Limits) *int { return &l.ExpectationsPerHost }, 1, 1 << 24},
+	"ftp-line":              {func(l *Limits) *int { return &l.FTPLine }, 128, 8192},
 }
 
 // settingNames lists each settings block's keys in documentation order.
 var settingNames = map[string][]string{
 	"timeouts": {"tcp-idle", "tcp-synwait", "tcp-finwait", "udp-idle", "icmp-idle", "ftp-expect", "tftp-expect"},
-	"limits":   {"sessions", "half-open", "half-open-per-host", "expectations", "ftp-line"},
-	"ftp":      {"min-data-port", "active-source-port"},
+	"limits": {"sessions", "sessions-per-host", "half-open", "half-open-per-host", "expectations",
+		"expectations-per-host", "ftp-line"},
+	"ftp": {"min-data-port", "active-source-port"},
 }
 
 // parseSettings parses a timeouts, limits or ftp block. A second block of

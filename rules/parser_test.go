@@ -170,7 +170,7 @@ func TestParseStructure(t *testing.T) {
 	if rs.Timeouts != wantT {
 		t.Errorf("timeouts %+v", rs.Timeouts)
 	}
-	if want := (Limits{1000, 100, 10, 50, 1024}); rs.Limits != want {
+	if want := (Limits{1000, 1000, 100, 10, 50, 50, 1024}); rs.Limits != want {
 		t.Errorf("limits %+v", rs.Limits)
 	}
 	if want := (FTPOptions{2000, true}); rs.FTP != want {
@@ -251,7 +251,7 @@ func TestSummary(t *testing.T) {
 		"set servers: 3 prefixes",
 		"ports all-ftp: 3 ranges",
 		"timeouts: tcp-idle 2h tcp-synwait 30s tcp-finwait 10s udp-idle 1m icmp-idle 10s ftp-expect 45s tftp-expect 30s",
-		"limits: sessions 1000 half-open 100 half-open-per-host 10 expectations 50 ftp-line 1024",
+		"limits: sessions 1000 sessions-per-host 1000 half-open 100 half-open-per-host 10 expectations 50 expectations-per-host 50 ftp-line 1024",
 		"ftp: min-data-port 2000 active-source-port any",
 	} {
 		if !strings.Contains(s, want+"\n") {
@@ -340,7 +340,7 @@ func TestParseErrors(t *testing.T) {
 		{"ports p { 21 !22 }", `test.rules:1:14: a set cannot hold a negation: negate where the set is used (!@p)`},
 		{"interface wan eth0 net !192.0.2.0/24 @x 1.2.3\nin on wan default deny { }", `test.rules:1:24: a net cannot be negated: list the networks behind interface wan`},
 		{"limits 5", `test.rules:1:8: expected "{", found "5"`},
-		{"limits { 5 }", `test.rules:1:10: expected sessions, half-open, half-open-per-host, expectations, ftp-line or "}", found "5"`},
+		{"limits { 5 }", `test.rules:1:10: expected sessions, sessions-per-host, half-open, half-open-per-host, expectations, expectations-per-host, ftp-line or "}", found "5"`},
 		{"limits { sessions }", `test.rules:1:19: expected value for sessions, found "}"`},
 		{"limits { sessions 99999999999999999999 }", `test.rules:1:19: sessions 99999999999999999999 out of range (1 to 67108864)`},
 		{"timeouts { tcp-idle -5s }", `test.rules:1:21: expected duration (like 30s, 5m or 1h), found "-5s"`},

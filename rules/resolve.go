@@ -164,7 +164,9 @@ func (p *parser) checkBlockless(firstBlock map[string]*blockDecl, strays []*bloc
 
 // checkLimits checks the limits the file sets against each other, and
 // fits the defaults of the keys it leaves out to them: half-open may not
-// exceed sessions, nor half-open-per-host half-open. A default moves only
+// exceed sessions, nor half-open-per-host half-open, nor
+// sessions-per-host sessions, nor expectations-per-host expectations. A
+// default moves only
 // as far as the keys given require (`sessions 100` lowers half-open to
 // 100, `half-open 300000` raises sessions to 300000), so only values the
 // file gives can conflict; the error stands at the key that must be the
@@ -173,8 +175,11 @@ func (p *parser) checkLimits() {
 	s, sSet := p.limitSet["sessions"]
 	h, hSet := p.limitSet["half-open"]
 	ph, phSet := p.limitSet["half-open-per-host"]
+	sp, spSet := p.limitSet["sessions-per-host"]
+	e, eSet := p.limitSet["expectations"]
+	ep, epSet := p.limitSet["expectations-per-host"]
 	l := &p.limits
-	bad := sSet && !s.ok || hSet && !h.ok || phSet && !ph.ok
+	bad := sSet && !s.ok || hSet && !h.ok || phSet && !ph.ok || spSet && !sp.ok || eSet && !e.ok || epSet && !ep.ok
 	// conflict reports small above big when both values are valid (a bad
 	// value has its error already; comparing with it says nothing).
 	conflict := func(small, big setting, above bool) {
@@ -194,6 +199,12 @@ func (p *parser) checkLimits() {
 	if sSet && !hSet && phSet {
 		conflict(ph, s, l.HalfOpenPerHost > l.Sessions) // no half-open fits between
 	}
+	if sSet && spSet {
+		conflict(sp, s, l.SessionsPerHost > l.Sessions)
+	}
+	if eSet && epSet {
+		conflict(ep, e, l.ExpectationsPerHost > l.Expectations)
+	}
 	if bad {
 		return // the file is refused: nothing to fit
 	}
@@ -204,6 +215,18 @@ func (p *parser) checkLimits() {
 		if phSet {
 			l.Sessions = max(l.Sessions, l.HalfOpenPerHost)
 		}
+		if spSet {
+			l.Sessions = max(l.Sessions, l.SessionsPerHost)
+		}
+	}
+	if !spSet {
+		l.SessionsPerHost = min(l.SessionsPerHost, l.Sessions)
+	}
+	if !eSet && epSet {
+		l.Expectations = max(l.Expectations, l.ExpectationsPerHost)
+	}
+	if !epSet {
+		l.ExpectationsPerHost = min(l.ExpectationsPerHost, l.Expectations)
 	}
 	if !hSet {
 		l.HalfOpen = min(l.HalfOpen, l.Sessions)

@@ -14,17 +14,21 @@ func TestLimitDefaults(t *testing.T) {
 		want Limits
 	}{
 		{"", d},
-		{"sessions 100", Limits{100, 100, 100, d.Expectations, d.FTPLine}},
-		{"sessions 5000", Limits{5000, 5000, 512, d.Expectations, d.FTPLine}},
-		{"sessions 100 half-open-per-host 20", Limits{100, 100, 20, d.Expectations, d.FTPLine}},
-		{"sessions 100 half-open 50", Limits{100, 50, 50, d.Expectations, d.FTPLine}},
-		{"half-open 50", Limits{d.Sessions, 50, 50, d.Expectations, d.FTPLine}},
-		{"half-open 300000", Limits{300000, 300000, 512, d.Expectations, d.FTPLine}},
-		{"half-open-per-host 9000", Limits{d.Sessions, 9000, 9000, d.Expectations, d.FTPLine}},
-		{"half-open-per-host 300000", Limits{300000, 300000, 300000, d.Expectations, d.FTPLine}},
-		{"sessions 100 half-open 100 half-open-per-host 100", Limits{100, 100, 100, d.Expectations, d.FTPLine}},
-		{"expectations 10 ftp-line 128", Limits{d.Sessions, d.HalfOpen, d.HalfOpenPerHost, 10, 128}},
-		{"sessions 10 expectations 100", Limits{10, 10, 10, 100, d.FTPLine}}, // expectations are not bound by sessions
+		{"sessions 100", Limits{100, 100, 100, 100, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"sessions 5000", Limits{5000, 5000, 5000, 512, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"sessions 100 half-open-per-host 20", Limits{100, 100, 100, 20, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"sessions 100 half-open 50", Limits{100, 100, 50, 50, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"half-open 50", Limits{d.Sessions, d.SessionsPerHost, 50, 50, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"half-open 300000", Limits{300000, d.SessionsPerHost, 300000, 512, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"half-open-per-host 9000", Limits{d.Sessions, d.SessionsPerHost, 9000, 9000, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"half-open-per-host 300000", Limits{300000, d.SessionsPerHost, 300000, 300000, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"sessions 100 half-open 100 half-open-per-host 100", Limits{100, 100, 100, 100, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"expectations 10 ftp-line 128", Limits{d.Sessions, d.SessionsPerHost, d.HalfOpen, d.HalfOpenPerHost, 10, 10, 128}},
+		{"sessions 10 expectations 100", Limits{10, 10, 10, 10, 100, 100, d.FTPLine}}, // expectations are not bound by sessions
+		{"sessions-per-host 50", Limits{d.Sessions, 50, d.HalfOpen, d.HalfOpenPerHost, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"sessions-per-host 300000", Limits{300000, 300000, d.HalfOpen, d.HalfOpenPerHost, d.Expectations, d.ExpectationsPerHost, d.FTPLine}},
+		{"expectations-per-host 8000", Limits{d.Sessions, d.SessionsPerHost, d.HalfOpen, d.HalfOpenPerHost, 8000, 8000, d.FTPLine}},
+		{"expectations 100 expectations-per-host 10", Limits{d.Sessions, d.SessionsPerHost, d.HalfOpen, d.HalfOpenPerHost, 100, 10, d.FTPLine}},
 	}
 	for _, tc := range tests {
 		rs := mustParse(t, "interface wan eth0\nin on wan default deny { }\nlimits { "+tc.body+" }\n")
@@ -45,6 +49,8 @@ func TestLimitErrors(t *testing.T) {
 		{"limits { half-open 0100 sessions 99 }", "3:10: half-open 0100 exceeds sessions 99 (set at 3:25)"},
 		{"limits { half-open 10 half-open-per-host 20 }", "3:23: half-open-per-host 20 exceeds half-open 10 (set at 3:10)"},
 		{"limits { sessions 10 half-open-per-host 20 }", "3:22: half-open-per-host 20 exceeds sessions 10 (set at 3:10)"},
+		{"limits { sessions 10 sessions-per-host 20 }", "3:22: sessions-per-host 20 exceeds sessions 10 (set at 3:10)"},
+		{"limits { expectations-per-host 20 expectations 10 }", "3:10: expectations-per-host 20 exceeds expectations 10 (set at 3:35)"},
 		{"limits {\n    sessions 1000\n    half-open 200\n    half-open-per-host 300\n}", "6:5: half-open-per-host 300 exceeds half-open 200 (set at 5:5)"},
 		// Both conflicts are reported, the one through half-open not again.
 		{"limits { sessions 10 half-open 20 half-open-per-host 30 }",

@@ -209,21 +209,25 @@ func DefaultTimeouts() Timeouts {
 
 // Limits bound the engine's tables.
 type Limits struct {
-	Sessions        int // sessions in the table
-	HalfOpen        int // TCP sessions whose handshake is not complete
-	HalfOpenPerHost int // half-open sessions per source address
-	Expectations    int // pending expectations
-	FTPLine         int // bytes of one FTP control line buffered per direction
+	Sessions            int // sessions in the table
+	SessionsPerHost     int // sessions per host (an IPv4 address or an IPv6 /64)
+	HalfOpen            int // TCP sessions whose handshake is not complete
+	HalfOpenPerHost     int // half-open sessions per host
+	Expectations        int // pending expectations
+	ExpectationsPerHost int // pending expectations per host (the client's)
+	FTPLine             int // bytes of one FTP control line buffered per direction
 }
 
 // DefaultLimits returns the limits used when a file sets none.
 func DefaultLimits() Limits {
 	return Limits{
-		Sessions:        262144,
-		HalfOpen:        8192,
-		HalfOpenPerHost: 512,
-		Expectations:    4096,
-		FTPLine:         512,
+		Sessions:            262144,
+		SessionsPerHost:     32768,
+		HalfOpen:            8192,
+		HalfOpenPerHost:     512,
+		Expectations:        4096,
+		ExpectationsPerHost: 256,
+		FTPLine:             512,
 	}
 }
 
@@ -343,8 +347,8 @@ func (rs *Ruleset) Summary() string {
 	fmt.Fprintf(&b, "timeouts: tcp-idle %s tcp-synwait %s tcp-finwait %s udp-idle %s icmp-idle %s ftp-expect %s tftp-expect %s\n",
 		fmtDur(t.TCPIdle), fmtDur(t.TCPSynWait), fmtDur(t.TCPFinWait), fmtDur(t.UDPIdle), fmtDur(t.ICMPIdle), fmtDur(t.FTPExpect), fmtDur(t.TFTPExpect))
 	l := rs.Limits
-	fmt.Fprintf(&b, "limits: sessions %d half-open %d half-open-per-host %d expectations %d ftp-line %d\n",
-		l.Sessions, l.HalfOpen, l.HalfOpenPerHost, l.Expectations, l.FTPLine)
+	fmt.Fprintf(&b, "limits: sessions %d sessions-per-host %d half-open %d half-open-per-host %d expectations %d expectations-per-host %d ftp-line %d\n",
+		l.Sessions, l.SessionsPerHost, l.HalfOpen, l.HalfOpenPerHost, l.Expectations, l.ExpectationsPerHost, l.FTPLine)
 	src := "20"
 	if rs.FTP.ActiveSourcePortAny {
 		src = "any"
