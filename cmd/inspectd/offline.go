@@ -154,6 +154,17 @@ Examples (in the source tree):
 	case *gaps < 0:
 		return usageError(fs, stderr, "--gap-recovery must be 0 or more, not %d", *gaps)
 	}
+	if *writeExpect != "" {
+		// The flag takes a value: `--write-expect x.pcap x.pcap` is an
+		// easy slip, and would replace the capture with verdicts.
+		for _, in := range []struct{ what, path string }{
+			{"the capture", pos[0]}, {"the --rules file", *rulesFile}, {"the --expect file", *expectFile},
+		} {
+			if sameFile(*writeExpect, in.path) {
+				return usageError(fs, stderr, "--write-expect %s is %s: write the verdicts to a file of their own", *writeExpect, in.what)
+			}
+		}
+	}
 	rs, err := rules.ParseFile(*rulesFile)
 	if err != nil {
 		return fail(stderr, "replay", err)
@@ -197,4 +208,17 @@ Examples (in the source tree):
 		}
 	}
 	return code
+}
+
+// sameFile reports whether paths a and b name one existing file.
+func sameFile(a, b string) bool {
+	if b == "" {
+		return false
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

@@ -276,3 +276,43 @@ func TestReplayUnsupportedLink(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
 	}
 }
+// TestWriteExpectOverInputs: --write-expect FILE replaces what is at FILE
+// once the capture was replayed. `--write-expect x.pcap x.pcap` (a slip:
+// the flag takes a value) must not replace the capture with verdicts, nor
+// the rule file or the expectations the run compares with: replay refuses
+// such a path as a usage error (exit 2) before replaying, and leaves the
+// inputs as they were.
+func TestWriteExpectOverInputs(t *testing.T) {
+	capData, rulesData := readFile(t, labCapture), readFile(t, labRules)
+	for _, which := range []string{"capture", "rules", "expect"} {
+		// Fresh copies of the inputs for each case.
+		dir := t.TempDir()
+		capture := filepath.Join(dir, "lab.pcap")
+		rulesPath := filepath.Join(dir, "lab.rules")
+		expect := filepath.Join(dir, "lab.expect")
+		expectData := []byte("# reviewed verdicts\n")
+		for p, d := range map[string][]byte{capture: capData, rulesPath: rulesData, expect: expectData} {
+			if err := os.WriteFile(p, d, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tc := map[string]struct {
+			name string
+			args []string
+			path string
+			want []byte
+		}{
+			"capture": {"capture", []string{"--write-expect", capture}, capture, capData},
+			"rules":   {"rules", []string{"--write-expect", rulesPath}, rulesPath, rulesData},
+			"expect":  {"expect", []string{"--expect", expect, "--write-expect", filepath.Join(dir, ".", "lab.expect")}, expect, expectData},
+		}[which]
+		args := append([]string{"replay", "--rules", rulesPath, "--quiet"}, tc.args...)
+		code, _, errs := runCLI(append(args, capture)...)
+		if got, _ := os.ReadFile(tc.path); !bytes.Equal(got, tc.want) {
+			t.Errorf("--write-expect the %s file: exit %d, stderr %q; the %s file was replaced (%d bytes, was %d)",
+				tc.name, code, errs, tc.name, len(got), len(tc.want))
+		} else if code != 2 || !strings.Contains(errs, "write the verdicts to a file of their own") {
+			t.Errorf("--write-expect the %s file: exit %d, stderr %q; want 2 and a reason", tc.name, code, errs)
+		}
+	}
+}
