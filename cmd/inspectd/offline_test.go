@@ -276,6 +276,7 @@ func TestReplayUnsupportedLink(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
 	}
 }
+
 // TestWriteExpectOverInputs: --write-expect FILE replaces what is at FILE
 // once the capture was replayed. `--write-expect x.pcap x.pcap` (a slip:
 // the flag takes a value) must not replace the capture with verdicts, nor
