@@ -6,8 +6,9 @@
 // except DLT_RAW's platform values 12 and 14, which become LinkTypeRaw.
 //
 // Reading is done by gopacket's pcapgo readers; this package detects the
-// format, keeps the packet numbers, and turns their errors into messages
-// that name the file and the packet.
+// format, keeps the packet numbers, bounds what one packet may cost (see
+// MaxPerFrame), and turns errors into messages that name the file and the
+// packet.
 package capture
 
 import (
@@ -66,6 +67,7 @@ type Reader struct {
 	pcap   *pcapgo.Reader   // set for pcap files
 	ng     *pcapgo.NgReader // set for pcapng files
 	gz     *gzip.Reader     // set for gzip-compressed files
+	lim    *frameLimit      // what the pcapgo reader reads through
 	file   *os.File         // set when Open opened the file
 	n      int              // frames returned so far
 	err    error            // sticky: returned by every Next after the first error or io.EOF
@@ -106,14 +108,15 @@ func NewReader(rd io.Reader, name string) (*Reader, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	r.lim = &frameLimit{r: br}
 	switch magic := binary.BigEndian.Uint32(head); magic {
 	case magicPcapMicroLE, magicPcapMicroBE, magicPcapNanoLE, magicPcapNanoBE:
-		if r.pcap, err = pcapgo.NewReader(br); err != nil {
+		if r.pcap, err = pcapgo.NewReader(r.lim); err != nil {
 			return nil, fmt.Errorf("%s: bad pcap header: %w", name, eofIsTruncation(err))
 		}
 		r.src = r.pcap
 	case magicPcapng:
-		if r.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true}); err != nil {
+		if r.ng, err = pcapgo.NewNgReader(r.lim, pcapgo.NgReaderOptions{WantMixedLinkType: true}); err != nil {
 			return nil, fmt.Errorf("%s: bad pcapng header: %w", name, eofIsTruncation(err))
 		}
 		r.src = r.ng
@@ -121,6 +124,37 @@ func NewReader(rd io.Reader, name string) (*Reader, error) {
 		return nil, fmt.Errorf("%s: not a pcap or pcapng file (magic 0x%08x)", name, magic)
 	}
 	return r, nil
+}
+
+// MaxPerFrame bounds the bytes read for one frame: its record and the
+// pcapng blocks before it (interface descriptions, name resolution,
+// statistics). Capture tools write records of at most 256 KiB (libpcap's
+// largest snap length) and a few blocks between packets, but gzip lets a
+// small file hold gigabytes of either, which pcapgo would keep in memory
+// (a record whole, every interface description for good).
+const MaxPerFrame = 1 << 20
+
+// errFrameTooBig is what frameLimit reads when a frame costs more than
+// MaxPerFrame.
+var errFrameTooBig = fmt.Errorf("more than %d MiB read for one packet: a record or pcapng blocks larger than any capture tool writes", MaxPerFrame>>20)
+
+// frameLimit passes reads through until MaxPerFrame bytes were read since
+// the last frame (reset).
+type frameLimit struct {
+	r io.Reader
+	n int
+}
+
+func (l *frameLimit) Read(p []byte) (int, error) {
+	if l.n >= MaxPerFrame {
+		return 0, errFrameTooBig
+	}
+	if len(p) > MaxPerFrame-l.n {
+		p = p[:MaxPerFrame-l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
 }
 
 // eofIsTruncation reports a file that ends inside a header or record as
@@ -147,6 +181,8 @@ func (r *Reader) Next() (Frame, error) {
 	if err != nil {
 		if err == io.EOF {
 			r.err = io.EOF
+		} else if r.lim.n >= MaxPerFrame {
+			r.err = fmt.Errorf("%s: packet %d: %w", r.name, r.n+1, errFrameTooBig)
 		} else if errors.Is(err, io.ErrUnexpectedEOF) {
 			r.err = fmt.Errorf("%s: packet %d: truncated record (the file ends inside it): %w", r.name, r.n+1, err)
 		} else {
@@ -155,6 +191,7 @@ func (r *Reader) Next() (Frame, error) {
 		return Frame{}, r.err
 	}
 	r.n++
+	r.lim.n = 0
 	f := Frame{Data: data, Time: ci.Timestamp, Index: r.n}
 	if r.pcap != nil {
 		f.Link = linkType(r.pcap.LinkType())
