@@ -108,6 +108,14 @@ type parser struct {
 	toks []token
 	i    int
 	errs ErrorList
+	// unkept counts the errors found after maxKeptErrors were kept.
+	unkept int
+	// lostTo is the index of the token that ends the line loseLine last
+	// walked: it never walks a line twice.
+	lostTo int
+	// expanded counts the prefixes and port ranges that sets and rules
+	// expand to (spend).
+	expanded int
 
 	ifaces    []*ifaceDecl
 	sets      map[string]*setDecl
@@ -166,8 +174,19 @@ func (p *parser) nextInLine() token {
 }
 
 func (p *parser) errorf(t token, format string, args ...any) {
+	if len(p.errs) >= maxKeptErrors {
+		p.unkept++
+		return
+	}
 	p.errs = append(p.errs, &Error{File: p.file, Line: t.line, Col: t.col, Msg: fmt.Sprintf(format, args...)})
 }
+
+// Bounds on what a broken file costs: errors kept while parsing, and
+// errors reported (the rest are counted in one last line).
+const (
+	maxKeptErrors = 10000
+	maxErrors     = 100
+)
 
 func (p *parser) expected(t token, what string) {
 	p.errorf(t, "expected %s, found %s", what, t.describe())
@@ -304,8 +323,10 @@ func (p *parser) parse() {
 // as lost: the broken statement they belong to may have meant to declare
 // one of them (`interfce lan eth1`, `st servers { ... }`).
 func (p *parser) loseLine() {
-	for _, t := range p.toks[p.i:] {
+	for i := max(p.i, p.lostTo); i < len(p.toks); i++ {
+		t := p.toks[i]
 		if t.kind == tokNewline || t.kind == tokEOF {
+			p.lostTo = i
 			return
 		}
 		if t.kind == tokWord {

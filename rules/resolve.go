@@ -17,9 +17,45 @@ func Parse(filename string, src []byte) (*Ruleset, error) {
 	p.parse()
 	rs := p.resolve()
 	if len(p.errs) > 0 {
-		return nil, p.errs.sortDedup()
+		return nil, p.errorList()
 	}
 	return rs, nil
+}
+
+// errorList returns the errors found, in file order, at most maxErrors of
+// them and a last one that counts the rest.
+func (p *parser) errorList() ErrorList {
+	l := p.errs.sortDedup()
+	if more := len(l) - maxErrors + p.unkept; more > 0 && len(l) > maxErrors {
+		next := l[maxErrors]
+		l = append(l[:maxErrors], &Error{File: p.file, Line: next.Line, Col: next.Col,
+			Msg: fmt.Sprintf("%d more errors not shown", more)})
+	} else if p.unkept > 0 {
+		last := l[len(l)-1]
+		l = append(l, &Error{File: p.file, Line: last.Line, Col: last.Col, Msg: fmt.Sprintf("%d more errors not shown", p.unkept)})
+	}
+	return l
+}
+
+// maxExpanded bounds the prefixes and port ranges that the sets and rules
+// of one file expand to, in all: nested sets are copied into every set and
+// rule that uses them, so a short file can ask for a great many.
+const maxExpanded = 1 << 20
+
+// spend counts n more expanded prefixes or port ranges, reporting at t
+// when the file runs past maxExpanded (once). It reports whether the file
+// is still within it.
+func (p *parser) spend(t token, n int) bool {
+	over := p.expanded > maxExpanded
+	p.expanded += n
+	if p.expanded <= maxExpanded {
+		return true
+	}
+	if !over {
+		p.errorf(t, "the sets and rules expand to more than %d prefixes and port ranges in all "+
+			"(nested sets are copied into each set and rule that uses them): use fewer, larger prefixes or flatter sets", maxExpanded)
+	}
+	return false
 }
 
 // newParser returns a parser for src, the settings at their defaults.
@@ -301,6 +337,9 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			}
 		}
 		d.resAddrs = dedupPrefixes(d.resAddrs)
+		if !p.spend(d.tok, len(d.resAddrs)) {
+			d.resAddrs, d.bad = nil, true
+		}
 		if len(d.resAddrs) == 0 && !d.bad {
 			p.errorf(d.tok, "set %s is empty", d.name)
 			d.bad = true
@@ -314,6 +353,9 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			}
 		}
 		d.resPorts = mergeRanges(d.resPorts)
+		if !p.spend(d.tok, len(d.resPorts)) {
+			d.resPorts, d.bad = nil, true
+		}
 		if len(d.resPorts) == 0 && !d.bad {
 			p.errorf(d.tok, "set %s is empty", d.name)
 			d.bad = true
@@ -370,6 +412,9 @@ func (p *parser) addrs(items []addrItem) ([]netip.Prefix, bool) {
 			continue
 		}
 		out = append(out, d.resAddrs...)
+		if !p.spend(it.tok, len(d.resAddrs)) {
+			return nil, false
+		}
 	}
 	return dedupPrefixes(out), ok
 }
@@ -392,6 +437,9 @@ func (p *parser) ports(ps *portSpec) (PortMatch, bool) {
 			continue
 		}
 		out = append(out, d.resPorts...)
+		if !p.spend(it.tok, len(d.resPorts)) {
+			return PortMatch{}, false
+		}
 	}
 	return PortMatch{Ranges: mergeRanges(out), Not: ps.not}, ok
 }
