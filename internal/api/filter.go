@@ -98,6 +98,13 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		if err != nil {
 			return p, fmt.Errorf("bad address %q (want an address or prefix, e.g. 192.0.2.10 or 2001:db8::/32)", s)
 		}
+		if a := p.Addr(); a.Is4In6() {
+			// Sessions hold IPv4 addresses unmapped, as for a single address.
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("bad address %q: an IPv4-mapped prefix shorter than /96 (write the IPv4 prefix)", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)

@@ -358,6 +358,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if len(q["kind"]) > 1 {
+		writeError(w, http.StatusBadRequest, "kind given %d times (give the kinds once: kind=deny,note)", len(q["kind"]))
+		return
+	}
 	kinds, err := ParseKinds(q.Get("kind"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
@@ -474,7 +478,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 		return false
 	}
-	if dec.More() {
+	// More reports false before a stray "}" or "]": decode once more.
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		writeError(w, http.StatusBadRequest, "bad request body: data after the JSON object")
 		return false
 	}
