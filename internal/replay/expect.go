@@ -46,8 +46,11 @@ func ParseExpectFile(path string) ([]Expectation, error) {
 func ParseExpect(r io.Reader, name string) ([]Expectation, error) {
 	var out []Expectation
 	var errs []string
+	unshown := 0
 	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(nil, maxExpectLine)
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := sc.Text()
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
@@ -57,6 +60,10 @@ func ParseExpect(r io.Reader, name string) ([]Expectation, error) {
 			continue
 		}
 		bad := func(format string, a ...any) {
+			if len(errs) == maxExpectErrors {
+				unshown++
+				return
+			}
 			errs = append(errs, fmt.Sprintf("%s:%d: %s", name, n, fmt.Sprintf(format, a...)))
 		}
 		if len(fields) < 2 {
@@ -89,14 +96,26 @@ func ParseExpect(r io.Reader, name string) ([]Expectation, error) {
 		}
 		out = append(out, e)
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s:%d: line longer than %d bytes", name, n, maxExpectLine)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if unshown > 0 {
+		errs = append(errs, fmt.Sprintf("%s: %d more errors not shown", name, unshown))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return out, nil
 }
+
+// Bounds on an expected-verdicts file: the longest line, and the errors
+// reported (the rest are counted).
+const (
+	maxExpectLine   = 1 << 20
+	maxExpectErrors = 100
+)
 
 // expectIndex finds the expectation that applies to a packet in time
 // independent of the file's length: a file written by --write-expect has a

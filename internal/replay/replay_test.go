@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"path/filepath"
@@ -362,10 +363,19 @@ func TestParseExpectErrors(t *testing.T) {
 		!strings.Contains(err.Error(), "no-such.expect") {
 		t.Errorf("missing file: %v", err)
 	}
-	// A line longer than the scanner's buffer is an error, not a silent
-	// end of file.
-	if _, err := ParseExpect(strings.NewReader("1 drop "+strings.Repeat("x", 1<<17)+"\n"), "long.expect"); err == nil ||
-		!strings.HasPrefix(err.Error(), "long.expect: ") {
+	// A long line (a pasted reason, a comment) is read; one longer than
+	// 1 MiB is an error that names it, not a silent end of file.
+	src := "1 accept\n2 drop\n# " + strings.Repeat("x", 70<<10) + "\n3 accept\n"
+	if exp, err := ParseExpect(strings.NewReader(src), "x.expect"); err != nil || len(exp) != 3 {
+		t.Errorf("a 70 KiB comment: %d expectations, %v", len(exp), err)
+	}
+	if _, err := ParseExpect(strings.NewReader("1 accept\n1 drop "+strings.Repeat("x", 1<<20)+"\n"), "long.expect"); err == nil ||
+		err.Error() != "long.expect:2: line longer than 1048576 bytes" {
 		t.Errorf("over-long line: %v", err)
+	}
+	// A file of errors reports the first 100 and counts the rest.
+	_, err := ParseExpect(strings.NewReader(strings.Repeat("x\n", 250)), "bad.expect")
+	if lines := strings.Split(fmt.Sprint(err), "\n"); len(lines) != 101 || lines[100] != "bad.expect: 150 more errors not shown" {
+		t.Errorf("250 bad lines: %d lines reported, the last %q", len(lines), lines[len(lines)-1])
 	}
 }
