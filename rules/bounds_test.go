@@ -60,3 +60,15 @@ func TestNestedSetExpansion(t *testing.T) {
 		t.Errorf("error %v, want one about the expansion", err)
 	}
 }
+
+// TestByteOrderMark: a UTF-8 byte order mark before the first statement
+// (some editors write one) is not part of the text.
+func TestByteOrderMark(t *testing.T) {
+	src := "\ufeffinterface wan eth0\nin on wan default deny {\n  permit tcp from any to any port 22\n}\n"
+	if _, err := Parse("bom.rules", []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("bom.rules", []byte("\ufeffinterfce wan eth0\n")); err == nil || !strings.HasPrefix(err.Error(), "bom.rules:1:1: ") {
+		t.Errorf("error %v, want one at 1:1", err)
+	}
+}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -13,6 +14,9 @@ import (
 // and positions. When the file has any problem the error is an ErrorList
 // holding all of them, and the Ruleset is nil.
 func Parse(filename string, src []byte) (*Ruleset, error) {
+	// A byte order mark, which some editors write first, is not part of
+	// the text (columns count from after it, as editors show them).
+	src = bytes.TrimPrefix(src, []byte("\ufeff"))
 	p := newParser(filename, src)
 	p.parse()
 	rs := p.resolve()

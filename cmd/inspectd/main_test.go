@@ -37,6 +37,11 @@ func TestHelp(t *testing.T) {
 		{[]string{"--version"}, 0, "inspectd " + version + "\n", ""},
 		{[]string{"version", "--bogus"}, 2, "", "inspectd version: flag provided but not defined: -bogus"},
 		{[]string{"version", "extra"}, 2, "", `inspectd version: unexpected argument "extra"`},
+		// Options run cannot work are usage errors, found before it starts.
+		{[]string{"run", "--rules", "x", "--queues", "-1"}, 2, "", "inspectd run: hooks: need at least one queue, have -1"},
+		{[]string{"run", "--rules", "x", "--queue", "65535", "--queues", "2"}, 2, "", "inspectd run: hooks: queues 65535..65536 exceed 65535"},
+		{[]string{"run", "--rules", "x", "--log-level", "loud"}, 2, "", `inspectd run: log level "loud": want debug, info, warn or error`},
+		{[]string{"run", "--rules", "x", "--log-format", "xml"}, 2, "", `inspectd run: log format "xml": want console, json or auto`},
 	} {
 		code, out, errs := runCLI(tc.args...)
 		if code != tc.code || !strings.HasPrefix(out, tc.out) || (tc.out == "") != (out == "") ||

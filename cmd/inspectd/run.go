@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/inspectd/inspectd/internal/api"
 	"github.com/inspectd/inspectd/internal/api/client"
@@ -54,6 +55,9 @@ Examples:
 		return usageError(fs, stderr, "--mark must be a single bit such as 0x10000000, not %q", *mark)
 	}
 	o.Mark = uint32(m)
+	if err := o.Check(); err != nil {
+		return usageError(fs, stderr, "%v", strings.TrimPrefix(err.Error(), "daemon: "))
+	}
 	o.Stdout = stdout
 	o.Socket = client.SocketPath(o.Socket)
 	if err := daemon.Run(context.Background(), o); err != nil {

@@ -78,6 +78,42 @@ type Options struct {
 	runQueue func(*nfq.Queue, context.Context, nfq.Handler) error
 }
 
+// fill puts the defaults in the zero fields that have one.
+func (o *Options) fill() {
+	if o.Queues == 0 {
+		o.Queues = 1
+	}
+	if o.Mark == 0 {
+		o.Mark = nfq.DefaultMark
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 5 * time.Second
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+}
+
+// hookConfig returns the hooks the options ask for.
+func (o *Options) hookConfig() hooks.Config {
+	return hooks.Config{FirstQueue: o.FirstQueue, Queues: cmp.Or(o.Queues, 1), FailOpen: o.FailOpen, Mark: cmp.Or(o.Mark, nfq.DefaultMark)}
+}
+
+// Check reports options that cannot work (queue numbers, the mark, the log
+// level and format) before Run changes anything; the command line reports
+// them as usage errors.
+func (o Options) Check() error {
+	if err := o.hookConfig().Validate(); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	if o.Logger == nil {
+		if _, err := checkLog(o.LogLevel, o.LogFormat); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
+	return nil
+}
+
 // hookTimeout bounds installing or removing the kernel hooks (a few runs
 // of iptables-save and iptables-restore, well under a second usually),
 // within the systemd unit's TimeoutStopSec (15 s).
@@ -98,22 +134,11 @@ const (
 // queue fails, it stops and returns the error, leaving the hooks in place
 // so that traffic fails closed (or open, with FailOpen) as after a crash.
 func Run(ctx context.Context, o Options) (err error) {
-	if o.Queues == 0 {
-		o.Queues = 1
+	o.fill()
+	if err := o.Check(); err != nil {
+		return err
 	}
-	if o.Mark == 0 {
-		o.Mark = nfq.DefaultMark
-	}
-	if o.KeepAlive <= 0 {
-		o.KeepAlive = 5 * time.Second
-	}
-	if o.Stdout == nil {
-		o.Stdout = os.Stdout
-	}
-	hcfg := hooks.Config{FirstQueue: o.FirstQueue, Queues: o.Queues, FailOpen: o.FailOpen, Mark: o.Mark}
-	if err := hcfg.Validate(); err != nil {
-		return fmt.Errorf("daemon: %w", err)
-	}
+	hcfg := o.hookConfig()
 	log := o.Logger
 	if log == nil {
 		var err error

@@ -19,12 +19,9 @@ import (
 // ("" is info); format console, json, or auto ("" too): console when w is
 // a terminal, JSON otherwise.
 func newLogger(level, format string, w *os.File) (*zap.Logger, error) {
-	if level == "" {
-		level = "info"
-	}
-	lvl, err := zapcore.ParseLevel(level)
+	lvl, err := checkLog(level, format)
 	if err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, err
 	}
 	if format == "" || format == "auto" {
 		format = "json"
@@ -33,6 +30,28 @@ func newLogger(level, format string, w *os.File) (*zap.Logger, error) {
 		}
 	}
 	return buildLogger(lvl, format, zapcore.Lock(w))
+}
+
+// checkLog checks a log level and format as newLogger takes them and
+// returns the level.
+func checkLog(level, format string) (zapcore.Level, error) {
+	lvl := zapcore.InfoLevel
+	switch level {
+	case "", "info":
+	case "debug":
+		lvl = zapcore.DebugLevel
+	case "warn":
+		lvl = zapcore.WarnLevel
+	case "error":
+		lvl = zapcore.ErrorLevel
+	default:
+		return lvl, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "", "auto", "json", "console":
+		return lvl, nil
+	}
+	return lvl, fmt.Errorf("log format %q: want console, json or auto", format)
 }
 
 // buildLogger builds a logger of the given level and format on w.
