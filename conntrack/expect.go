@@ -62,8 +62,7 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 		}
 	}
 	h := hostOf(parent.Key.Src)
-	use := t.hosts[h]
-	if int(use.expects) >= t.cfg.Limits.ExpectationsPerHost {
+	if int(t.hosts.expects[h]) >= t.cfg.Limits.ExpectationsPerHost {
 		return nil, ErrExpectPerHost
 	}
 	name := ""
@@ -80,8 +79,7 @@ func (t *Table) Expect(parent *Session, x Expect, now time.Time) (*Expectation, 
 	t.nextID += t.cfg.IDStride
 	t.expects[k] = e
 	t.byParent[parent.ID] = append(t.byParent[parent.ID], e)
-	use.expects++
-	t.hosts[h] = use
+	t.hosts.expects[h]++
 	t.schedule(e.Expires.UnixNano(), nil, e)
 	return e, nil
 }
@@ -126,10 +124,7 @@ func (t *Table) dropExpectation(e *Expectation) {
 		return
 	}
 	e.gone = true
-	h := hostOf(e.owner.Key.Src)
-	u := t.hosts[h]
-	u.expects--
-	t.setUse(h, u)
+	t.hosts.decExpects(hostOf(e.owner.Key.Src))
 	if e.heapIndex >= 0 && e.heapIndex < len(t.timers) && t.timers[e.heapIndex].e == e {
 		heap.Remove(&t.timers, e.heapIndex)
 	}

@@ -24,9 +24,12 @@ func canonical(k Key) flowKey {
 	a, b := k.Src.As16(), k.Dst.As16()
 	pa, pb := k.SrcPort, k.DstPort
 	answer := k.Answer
-	if less(&b, pb, &a, pa) {
+	switch {
+	case less(&b, pb, &a, pa):
 		a, b, pa, pb = b, a, pb, pa
 		answer = k.Query != 0 && !answer
+	case a == b && pa == pb:
+		answer = false // a host pinging itself: one key for both directions
 	}
 	return flowKey{a: a, b: b, pa: pa, pb: pb, proto: k.Proto, query: k.Query, answer: answer, v6: k.Src.Is6()}
 }

@@ -110,10 +110,17 @@ func TestAccountingInvariants(t *testing.T) {
 		for tb.Expire(now.Add(time.Hour), 1000) {
 		}
 		checkBooks(t, tb, seed, -1)
-		if tb.Len() != 0 || tb.halfOpen != 0 || len(tb.hosts) != 0 || len(tb.expects) != 0 ||
+		if tb.Len() != 0 || tb.halfOpen != 0 || len(tb.hosts.halfOpen) != 0 || len(tb.hosts.expects) != 0 || len(tb.expects) != 0 ||
 			len(tb.byParent) != 0 || len(tb.parents) != 0 || len(tb.timers) != 0 {
-			t.Fatalf("seed %d: left behind: %d sessions, half-open %d, per-host %v, %d expectations, %d byParent, %d parents, %d timers",
-				seed, tb.Len(), tb.halfOpen, tb.hosts, len(tb.expects), len(tb.byParent), len(tb.parents), len(tb.timers))
+			t.Fatalf("seed %d: left behind: %d sessions, half-open %d, per-host %v %v, %d expectations, %d byParent, %d parents, %d timers",
+				seed, tb.Len(), tb.halfOpen, tb.hosts.halfOpen, tb.hosts.expects, len(tb.expects), len(tb.byParent), len(tb.parents), len(tb.timers))
+		}
+		for _, row := range tb.hosts.rows {
+			for i, c := range row {
+				if c != 0 {
+					t.Fatalf("seed %d: session counter %d left at %d", seed, i, c)
+				}
+			}
 		}
 	}
 }
@@ -124,6 +131,7 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 		t.Helper()
 		t.Fatalf("seed %d step %d: "+f, append([]any{seed, step}, args...)...)
 	}
+	type hostUse struct{ sessions, halfOpen, expects int32 }
 	per := map[host]hostUse{}
 	n, timed, halfOpen := 0, 0, 0
 	tb.sessions.each(func(s *Session) {
@@ -132,7 +140,9 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 			fail("gone session %d still indexed", s.ID)
 		}
 		u := per[tb.hostOfSession(s)]
-		u.sessions++
+		if !s.PickedUp {
+			u.sessions++
+		}
 		if s.halfOpen {
 			u.halfOpen++
 			halfOpen++
@@ -164,17 +174,38 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 		}
 	}
 	lim := tb.cfg.Limits
-	for h, u := range per {
-		if tb.hosts[h] != u {
-			fail("host %v: counted %+v, holds %+v", h, tb.hosts[h], u)
+	var rowSums [sessionRows]int32
+	for i, row := range tb.hosts.rows {
+		for _, c := range row {
+			if c < 0 {
+				fail("a session counter below 0")
+			}
+			rowSums[i] += c
 		}
-		if int(u.expects) > lim.ExpectationsPerHost || int(u.halfOpen) > lim.HalfOpenPerHost {
+	}
+	total := int32(0)
+	for h, u := range per {
+		total += u.sessions
+		if got := tb.hosts.sessions(h); got < u.sessions {
+			fail("host %v: sessions counted %d, holds %d", h, got, u.sessions)
+		}
+		if tb.hosts.halfOpen[h] != u.halfOpen || tb.hosts.expects[h] != u.expects {
+			fail("host %v: counted %d half-open, %d expectations; holds %+v", h, tb.hosts.halfOpen[h], tb.hosts.expects[h], u)
+		}
+		if int(u.expects) > lim.ExpectationsPerHost || int(u.halfOpen) > lim.HalfOpenPerHost || int(u.sessions) > lim.SessionsPerHost {
 			fail("host %v over a per-host limit: %+v", h, u)
 		}
 	}
-	for h, u := range tb.hosts {
-		if u.sessions < 0 || u.halfOpen < 0 || u.expects < 0 || u == (hostUse{}) || per[h] != u {
-			fail("host %v: counted %+v, holds %+v", h, u, per[h])
+	for i, sum := range rowSums {
+		if sum != total {
+			fail("session counters of row %d add up to %d, the table counts %d", i, sum, total)
+		}
+	}
+	for _, m := range []map[host]int32{tb.hosts.halfOpen, tb.hosts.expects} {
+		for h, c := range m {
+			if c <= 0 {
+				fail("host %v: count %d kept", h, c)
+			}
 		}
 	}
 	if halfOpen != tb.halfOpen {

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/inspectd/inspectd/internal/decode"
 )
@@ -43,5 +44,39 @@ func TestICMPQueryKeys(t *testing.T) {
 	udp := Key{Src: a, Dst: b, SrcPort: 7, DstPort: 7, Proto: decode.ProtoUDP}
 	if r := udp.Reverse(); r.Answer || r.Reverse() != udp {
 		t.Errorf("UDP reverse: %+v", r)
+	}
+}
+
+// TestSelfEchoReplyFindsSession: an echo request whose source and
+// destination are the same address (a LAND-style or self ping in a
+// capture) has a reply with the same addresses and identifier. Request and
+// reply must have one table key (else the reply would be found only when
+// its probe chain passed the request's slot, which depends on the
+// table's hash seed: replay would not be deterministic), and the reply's
+// direction is Reply.
+func TestSelfEchoReplyFindsSession(t *testing.T) {
+	found := 0
+	const runs = 50
+	for range runs {
+		tb := New(Config{Limits: Limits{Sessions: 4}})
+		req := &decode.Packet{Proto: decode.ProtoICMP, Src: cli, Dst: cli, SrcPort: 7, DstPort: 7, ICMPType: 8, ICMPQuery: 8, Length: 84}
+		s, err := tb.Create(req, t0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply := *req
+		reply.ICMPType, reply.ICMPAnswer = 0, true
+		if canonical(KeyOf(&reply)) != canonical(KeyOf(req)) {
+			t.Fatal("request and reply have different table keys")
+		}
+		if got, d := tb.Lookup(KeyOf(&reply), t0.Add(time.Millisecond)); got == s {
+			found++
+			if d != Reply {
+				t.Errorf("self echo reply found in direction %v, want reply", d)
+			}
+		}
+	}
+	if found != runs {
+		t.Errorf("self echo reply found its session in %d of %d fresh tables", found, runs)
 	}
 }

@@ -69,7 +69,9 @@ type Session struct {
 
 // dirOf returns the direction of a packet with key k in the session.
 func (s *Session) dirOf(k Key) Dir {
-	if s.Key.Src == k.Src && s.Key.SrcPort == k.SrcPort {
+	// (An ICMP query's answer flag tells the directions apart where the
+	// endpoints do not: a host pinging itself.)
+	if s.Key.Src == k.Src && s.Key.SrcPort == k.SrcPort && s.Key.Answer == k.Answer {
 		return Original
 	}
 	return Reply

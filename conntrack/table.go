@@ -11,7 +11,6 @@ package conntrack
 import (
 	"container/heap"
 	"errors"
-	"net/netip"
 	"time"
 
 	"github.com/inspectd/inspectd/internal/decode"
@@ -105,13 +104,12 @@ type Table struct {
 	nextID   uint64
 
 	halfOpen int
-	// hosts counts each host's sessions, half-open sessions and
-	// expectations (Limits); a host using nothing has no entry.
-	hosts map[host]hostUse
+	// hosts counts what each host uses (Limits).
+	hosts hostCounts
 
 	expects  map[expectKey]*Expectation
 	byParent map[uint64][]*Expectation
-	// parents links each child session to its parent (Relate).
+	// parents links each child session to its parent (CreateRelated).
 	parents map[*Session]*Session
 
 	timers timerHeap
@@ -132,7 +130,7 @@ func New(cfg Config) *Table {
 		cfg:      cfg,
 		sessions: newIndex(cfg.Limits.Sessions),
 		nextID:   cfg.IDBase,
-		hosts:    make(map[host]hostUse),
+		hosts:    newHostCounts(cfg.Limits.Sessions),
 		expects:  make(map[expectKey]*Expectation),
 		byParent: make(map[uint64][]*Expectation),
 		parents:  make(map[*Session]*Session),
@@ -174,6 +172,13 @@ func (t *Table) SetLimits(l Limits) {
 	fillLimits(&l)
 	t.cfg.Limits = l
 	t.sessions.resize(l.Sessions)
+	if t.hosts.grow(l.Sessions) {
+		t.sessions.each(func(s *Session) {
+			if !s.PickedUp {
+				t.hosts.addSession(t.hostOfSession(s), 1)
+			}
+		})
+	}
 }
 
 // Len returns the number of sessions in the table.
@@ -272,12 +277,14 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			return nil, ErrTableFull
 		}
 	}
-	host := hostOf(k.Src)
+	// A session picked up in the middle of its life is not counted per
+	// host: the connection exists already, and the side its first packet
+	// comes from need not be the side that opened it.
+	h := hostOf(k.Src)
 	if parent != nil {
-		host = hostOf(parent.Key.Src)
+		h = hostOf(parent.Key.Src)
 	}
-	use := t.hosts[host]
-	if !pickUp && int(use.sessions) >= t.cfg.Limits.SessionsPerHost {
+	if !pickUp && int(t.hosts.sessions(h)) >= t.cfg.Limits.SessionsPerHost {
 		return nil, ErrSessionsPerHost
 	}
 	halfOpen := p.Proto == decode.ProtoTCP && !pickUp
@@ -285,7 +292,7 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 		if t.halfOpen >= t.cfg.Limits.HalfOpen {
 			return nil, ErrHalfOpen
 		}
-		if int(use.halfOpen) >= t.cfg.Limits.HalfOpenPerHost {
+		if int(t.hosts.halfOpen[h]) >= t.cfg.Limits.HalfOpenPerHost {
 			return nil, ErrHalfOpenPerHost
 		}
 	}
@@ -293,7 +300,9 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 	if parent != nil {
 		t.parents[s] = parent
 	}
-	use.sessions++
+	if !pickUp {
+		t.hosts.addSession(h, 1)
+	}
 	t.nextID += t.cfg.IDStride
 	switch p.Proto {
 	case decode.ProtoTCP:
@@ -305,13 +314,12 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			s.State = StateSynSent
 			s.tcp[Original].init(p)
 			t.halfOpen++
-			use.halfOpen++
+			t.hosts.halfOpen[h]++
 			s.halfOpen = true
 		}
 	default:
 		s.State = StateNew
 	}
-	t.hosts[host] = use
 	t.sessions.insert(s)
 	s.expires = n + int64(t.timeout(s))
 	t.arm(s)
@@ -472,44 +480,9 @@ func (t *Table) leaveHalfOpen(s *Session) {
 	if !s.halfOpen {
 		return
 	}
-	t.release(s, false)
-}
-
-// release takes s's half-open state, and with gone its place in the
-// table, off the counts.
-func (t *Table) release(s *Session, gone bool) {
-	wasHalfOpen := s.halfOpen
-	if !gone && !wasHalfOpen {
-		return
-	}
-	h := t.hostOfSession(s)
-	u := t.hosts[h]
-	if wasHalfOpen {
-		s.halfOpen = false
-		t.halfOpen--
-		u.halfOpen--
-	}
-	if gone {
-		u.sessions--
-	}
-	t.setUse(h, u)
-}
-
-// host is what the per-host limits count under: an IPv4 address, or an
-// IPv6 /64, in 16-byte form (a plain array hashes faster than a
-// netip.Addr and holds no pointer).
-type host [16]byte
-
-// hostUse is what one host uses of the table.
-type hostUse struct{ sessions, halfOpen, expects int32 }
-
-// hostOf returns the host an address counts under.
-func hostOf(a netip.Addr) host {
-	h := host(a.As16())
-	if !a.Is4() && !a.Is4In6() {
-		clear(h[8:])
-	}
-	return h
+	s.halfOpen = false
+	t.halfOpen--
+	t.hosts.decHalfOpen(t.hostOfSession(s))
 }
 
 // hostOfSession returns the host session s counts under: its parent's
@@ -524,21 +497,22 @@ func (t *Table) hostOfSession(s *Session) host {
 	return hostOf(s.Key.Src)
 }
 
-// setUse records host h's use u, forgetting a host that uses nothing.
-func (t *Table) setUse(h host, u hostUse) {
-	if u == (hostUse{}) {
-		delete(t.hosts, h)
-	} else {
-		t.hosts[h] = u
-	}
-}
-
 func (t *Table) remove(s *Session, why string) {
 	s.gone = true
 	if s.timerPos >= 0 {
 		heap.Remove(&t.timers, int(s.timerPos)) // nothing else holds s
 	}
-	t.release(s, true)
+	if s.halfOpen || !s.PickedUp {
+		h := t.hostOfSession(s)
+		if s.halfOpen {
+			s.halfOpen = false
+			t.halfOpen--
+			t.hosts.decHalfOpen(h)
+		}
+		if !s.PickedUp {
+			t.hosts.addSession(h, -1)
+		}
+	}
 	t.sessions.remove(s)
 	t.dropExpectations(s.ID)
 	if t.cfg.OnClose != nil {

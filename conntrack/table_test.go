@@ -192,18 +192,20 @@ func TestTimeNeverRunsBack(t *testing.T) {
 }
 
 // BenchmarkMemory1M measures the memory held per tracked session with a
-// million established TCP sessions (IPv6, so addresses take their full
-// size) in one table.
+// million sessions (IPv6, so addresses take their full size; each from a
+// host of its own, the worst case of the per-host counts) in one table.
 func BenchmarkMemory1M(b *testing.B) {
 	for range b.N {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		tb := New(Config{Limits: Limits{Sessions: 1 << 21, HalfOpen: 1 << 21, HalfOpenPerHost: 1 << 21}})
-		p := tcpPkt(true, A, 1000, 5000, 65535, 0, -1)
+		tb := New(Config{Limits: Limits{Sessions: 1 << 21}})
+		// UDP sessions (the same Session as TCP), each from a host of its
+		// own (an IPv6 /64), so that every session is counted per host.
+		p := udpPkt(netip.Addr{}, 1000, netip.MustParseAddr("2001:db8:2::10"), 53)
 		for i := range 1_000_000 {
-			p.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
-			if _, err := tb.Create(p, t0, true); err != nil {
+			p.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 1, 5: byte(i >> 16), 6: byte(i >> 8), 7: byte(i), 15: 1})
+			if _, err := tb.Create(p, t0, false); err != nil {
 				b.Fatal(err)
 			}
 		}

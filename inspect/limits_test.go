@@ -6,6 +6,7 @@ package inspect
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,5 +234,33 @@ func TestIPv6PerHostIsPer64(t *testing.T) {
 	if !v.Accept {
 		t.Errorf("one /64 holds %d half-open sessions; another client's SYN: %q; want accepted",
 			l.e.Stats().HalfOpen, v.Reason)
+	}
+}
+
+// TestAdoptedSessionsNotCharged: after a restart the engine adopts
+// offloaded connections from whatever packet comes first, keyed in that
+// packet's direction, often the server's. Sessions picked up in the
+// middle of their life are not counted per host: counted under the
+// server, its clients' connections would use up its share and refuse its
+// own new flows.
+func TestAdoptedSessionsNotCharged(t *testing.T) {
+	src := limitRules + "limits { sessions 256 sessions-per-host 8 }\n"
+	src = strings.Replace(src, "in on lan default deny log {\n}", "in on lan default deny log {\n    permit udp from any to any port 53\n}", 1)
+	l := newLimitLab(t, src)
+	now := start
+	for i := range 8 {
+		// An offloaded client connection to the server; the server's
+		// segment is the first the new run sees.
+		p := packettest.TCP(ap(server, 9000), ap(client, uint16(40000+i)), ack, 5000, 1000, []byte("x"))
+		now = now.Add(time.Millisecond)
+		if v := l.e.Process(p, Meta{Time: now, In: "lan0", Offloaded: true}); !v.Accept {
+			t.Fatalf("adopt: %q", v.Reason)
+		}
+	}
+	now = now.Add(time.Millisecond)
+	v := l.e.Process(packettest.UDP(ap(server, 5353), ap(client, 53), []byte("q")), Meta{Time: now, In: "lan0"})
+	if !v.Accept {
+		t.Errorf("the server's own first flow after adopting 8 of its clients' connections: %q; "+
+			"the clients' connections count under the server", v.Reason)
 	}
 }

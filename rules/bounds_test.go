@@ -72,3 +72,29 @@ func TestByteOrderMark(t *testing.T) {
 		t.Errorf("error %v, want one at 1:1", err)
 	}
 }
+
+// TestRepeatedNestedSet: a set that names the same big set many times
+// would copy it each time before duplicates are removed (a 60 KB file, 8
+// M prefixes; 10^9 for a 1.6 MB one): every copy counts against the
+// file's expansion bound before it is made.
+func TestRepeatedNestedSet(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("set big {")
+	for i := range 2048 {
+		fmt.Fprintf(&b, " 10.%d.%d.0/24", i>>8, i&255)
+	}
+	b.WriteString(" }\nset many {")
+	b.WriteString(strings.Repeat(" @big", 4096))
+	b.WriteString(" }\ninterface wan eth0\nin on wan default deny {\n  permit tcp from @many to any port 22\n}\n")
+	src := []byte(b.String())
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	_, err := Parse("repeat.rules", src)
+	runtime.ReadMemStats(&m1)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	if err == nil || alloc > 256<<20 {
+		t.Errorf("a %d KB file whose set names a 2048-prefix set 4096 times (8 M prefixes copied): err %v, %d MiB allocated; "+
+			"want it refused by the 1 048 576 expansion bound before the copies are made", len(src)>>10, err, alloc>>20)
+	}
+}

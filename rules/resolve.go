@@ -337,11 +337,17 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			if it.ref == "" {
 				d.resAddrs = append(d.resAddrs, it.pfx)
 			} else if n := visit(it.tok); n != nil {
+				// Count the copy before making it: a set may name a
+				// big one many times.
+				if !p.spend(it.tok, len(n.resAddrs)) {
+					d.resAddrs, d.bad = nil, true
+					break
+				}
 				d.resAddrs = append(d.resAddrs, n.resAddrs...)
 			}
 		}
 		d.resAddrs = dedupPrefixes(d.resAddrs)
-		if !p.spend(d.tok, len(d.resAddrs)) {
+		if !d.bad && !p.spend(d.tok, len(d.resAddrs)) {
 			d.resAddrs, d.bad = nil, true
 		}
 		if len(d.resAddrs) == 0 && !d.bad {
@@ -353,11 +359,15 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			if it.ref == "" {
 				d.resPorts = append(d.resPorts, it.r)
 			} else if n := visit(it.tok); n != nil {
+				if !p.spend(it.tok, len(n.resPorts)) {
+					d.resPorts, d.bad = nil, true
+					break
+				}
 				d.resPorts = append(d.resPorts, n.resPorts...)
 			}
 		}
 		d.resPorts = mergeRanges(d.resPorts)
-		if !p.spend(d.tok, len(d.resPorts)) {
+		if !d.bad && !p.spend(d.tok, len(d.resPorts)) {
 			d.resPorts, d.bad = nil, true
 		}
 		if len(d.resPorts) == 0 && !d.bad {
@@ -415,10 +425,10 @@ func (p *parser) addrs(items []addrItem) ([]netip.Prefix, bool) {
 			ok = false
 			continue
 		}
-		out = append(out, d.resAddrs...)
 		if !p.spend(it.tok, len(d.resAddrs)) {
 			return nil, false
 		}
+		out = append(out, d.resAddrs...)
 	}
 	return dedupPrefixes(out), ok
 }
@@ -440,10 +450,10 @@ func (p *parser) ports(ps *portSpec) (PortMatch, bool) {
 			ok = false
 			continue
 		}
-		out = append(out, d.resPorts...)
 		if !p.spend(it.tok, len(d.resPorts)) {
 			return PortMatch{}, false
 		}
+		out = append(out, d.resPorts...)
 	}
 	return PortMatch{Ranges: mergeRanges(out), Not: ps.not}, ok
 }

@@ -120,3 +120,72 @@ func TestGzipInterfaceFlood(t *testing.T) {
 		t.Errorf("reading a %d-byte file allocated %d MiB", buf.Len(), alloc>>20)
 	}
 }
+
+// TestInterfaceFloodAcrossPackets: MaxPerFrame bounds what is read for
+// one packet, and is reset after each packet, while pcapgo keeps every
+// interface description of the section for good. A file that puts just
+// under 1 MiB of IDBs before each of its packets passes every per-frame
+// check; MaxInterfaces stops it at the first packet past the bound, with
+// the memory held bounded.
+func TestInterfaceFloodAcrossPackets(t *testing.T) {
+	le := binary.LittleEndian
+	shb := make([]byte, 28)
+	le.PutUint32(shb[0:], 0x0a0d0d0a)
+	le.PutUint32(shb[4:], 28)
+	le.PutUint32(shb[8:], 0x1a2b3c4d)
+	le.PutUint16(shb[12:], 1)
+	le.PutUint64(shb[16:], 0xffffffffffffffff)
+	le.PutUint32(shb[24:], 28)
+	idb := make([]byte, 20)
+	le.PutUint32(idb[0:], 1)
+	le.PutUint32(idb[4:], 20)
+	le.PutUint16(idb[8:], 101) // raw IP
+	le.PutUint32(idb[16:], 20)
+	ip := make([]byte, 20)
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 20)
+	epb := make([]byte, 32+len(ip)+4)
+	le.PutUint32(epb[0:], 6)
+	le.PutUint32(epb[4:], uint32(len(epb)))
+	le.PutUint32(epb[20:], uint32(len(ip)))
+	le.PutUint32(epb[24:], uint32(len(ip)))
+	copy(epb[28:], ip)
+	le.PutUint32(epb[len(epb)-4:], uint32(len(epb)))
+
+	const perFrame = 45000 // 900 KB of IDBs: under MaxPerFrame
+	const frames = 8
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(shb)
+	chunk := bytes.Repeat(idb, perFrame)
+	for range frames {
+		zw.Write(chunk)
+		zw.Write(epb)
+	}
+	zw.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r, err := NewReader(bytes.NewReader(buf.Bytes()), "idbs.pcapng.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, err = r.Next()
+		if err != nil {
+			break
+		}
+		n++
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	runtime.KeepAlive(r)
+	t.Logf("gzip file of %d bytes: %d packets read, then %v; %d MiB held, %d MiB allocated",
+		buf.Len(), n, err, held>>20, (after.TotalAlloc-before.TotalAlloc)>>20)
+	if err == nil || !strings.Contains(err.Error(), "idbs.pcapng.gz: packet 1: the section has 45000 interface descriptions") || held > 80<<20 {
+		t.Errorf("a %d KB file held %d MiB after %d packets (err %v): want an error at packet 1 and bounded memory",
+			buf.Len()>>10, held>>20, n, err)
+	}
+}

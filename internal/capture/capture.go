@@ -134,6 +134,15 @@ func NewReader(rd io.Reader, name string) (*Reader, error) {
 // (a record whole, every interface description for good).
 const MaxPerFrame = 1 << 20
 
+// MaxInterfaces and MaxNames bound the interface descriptions and name
+// resolution records of a pcapng section, which pcapgo keeps for the
+// section's life: a file could otherwise add just under MaxPerFrame of
+// them before each packet.
+const (
+	MaxInterfaces = 4096
+	MaxNames      = 1 << 16
+)
+
 // errFrameTooBig is what frameLimit reads when a frame costs more than
 // MaxPerFrame.
 var errFrameTooBig = fmt.Errorf("more than %d MiB read for one packet: a record or pcapng blocks larger than any capture tool writes", MaxPerFrame>>20)
@@ -196,6 +205,11 @@ func (r *Reader) Next() (Frame, error) {
 	if r.pcap != nil {
 		f.Link = linkType(r.pcap.LinkType())
 		return f, nil
+	}
+	if n, names := r.ng.NInterfaces(), r.ng.NNames(); n > MaxInterfaces || names > MaxNames {
+		r.err = fmt.Errorf("%s: packet %d: the section has %d interface descriptions and %d name records, more than any capture tool writes (at most %d and %d)",
+			r.name, r.n, n, names, MaxInterfaces, MaxNames)
+		return Frame{}, r.err
 	}
 	// pcapgo checked the interface index when it read the packet block.
 	intf, err := r.ng.Interface(ci.InterfaceIndex)

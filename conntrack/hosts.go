@@ -1,0 +1,105 @@
+package conntrack
+
+import (
+	"hash/maphash"
+	"net/netip"
+)
+
+// host is what the per-host limits count under: an IPv4 address, or an
+// IPv6 /64, in 16-byte form (a plain array hashes faster than a
+// netip.Addr and holds no pointer). An IPv4-mapped IPv6 source counts as
+// its IPv4 address (Linux drops such packets before netfilter; replay
+// may meet them).
+type host [16]byte
+
+// hostOf returns the host an address counts under.
+func hostOf(a netip.Addr) host {
+	h := host(a.As16())
+	if !a.Is4() && !a.Is4In6() {
+		clear(h[8:])
+	}
+	return h
+}
+
+// hostCounts counts what each host uses of a table: its half-open
+// sessions and expectations exactly, in maps bounded by the global
+// half-open and expectation limits (a host using none has no entry), and
+// its sessions in a count-min sketch (sessionRows rows of counters, the
+// host's counter in each chosen by a seeded hash, its count the smaller).
+//
+// The sketch's memory is fixed, a few bytes per session of the table's
+// limit, however many hosts there are: a flood from spoofed sources, each
+// with a session, grows no map. A host's count never reads low; it reads
+// high by the sessions of other hosts that share all its counters, which
+// on a full table is about 8 sessions (sessionsPerCounter) and nothing on
+// an emptier one; the hash seed is random, so no peer can aim at a host's
+// counters.
+type hostCounts struct {
+	halfOpen map[host]int32
+	expects  map[host]int32
+
+	seed maphash.Seed
+	mask uint64
+	rows [sessionRows][]int32
+}
+
+const (
+	sessionRows        = 2
+	sessionsPerCounter = 8
+)
+
+func newHostCounts(sessions int) hostCounts {
+	c := hostCounts{halfOpen: map[host]int32{}, expects: map[host]int32{}, seed: maphash.MakeSeed()}
+	c.grow(sessions)
+	return c
+}
+
+// grow makes the sketch fit a table of the given number of sessions. It
+// reports whether it made new, empty rows: the caller counts the sessions
+// again.
+func (c *hostCounts) grow(sessions int) bool {
+	w := 64
+	for w < sessions/sessionsPerCounter {
+		w <<= 1
+	}
+	if w <= len(c.rows[0]) {
+		return false
+	}
+	for i := range c.rows {
+		c.rows[i] = make([]int32, w)
+	}
+	c.mask = uint64(w - 1)
+	return true
+}
+
+// counters returns host h's counter in each row.
+func (c *hostCounts) counters(h host) (*int32, *int32) {
+	x := maphash.Comparable(c.seed, h)
+	return &c.rows[0][x&c.mask], &c.rows[1][(x>>32)&c.mask]
+}
+
+// sessions returns (an upper bound of) host h's sessions.
+func (c *hostCounts) sessions(h host) int32 {
+	a, b := c.counters(h)
+	return min(*a, *b)
+}
+
+// addSession adds d to host h's sessions.
+func (c *hostCounts) addSession(h host, d int32) {
+	a, b := c.counters(h)
+	*a += d
+	*b += d
+}
+
+// decHalfOpen and decExpects take one half-open session or expectation
+// off host h, forgetting a host that is left with none.
+func (c *hostCounts) decHalfOpen(h host) { decrement(c.halfOpen, h) }
+func (c *hostCounts) decExpects(h host)  { decrement(c.expects, h) }
+
+func decrement(m map[host]int32, h host) {
+	if n := m[h] - 1; n > 0 {
+		m[h] = n
+	} else {
+		delete(m, h)
+	}
+}
