@@ -1,7 +1,7 @@
 package conntrack
 
 import (
-	"hash/maphash"
+	"encoding/binary"
 	"net/netip"
 )
 
@@ -32,13 +32,13 @@ func hostOf(a netip.Addr) host {
 // with a session, grows no map. A host's count never reads low; it reads
 // high by the sessions of other hosts that share all its counters, which
 // on a full table is about 8 sessions (sessionsPerCounter) and nothing on
-// an emptier one; the hash seed is random, so no peer can aim at a host's
-// counters.
+// an emptier one. The hash is seeded (Config.HashSeed): the live daemon's
+// seed is random, so no peer can aim at another host's counters.
 type hostCounts struct {
 	halfOpen map[host]int32
 	expects  map[host]int32
 
-	seed maphash.Seed
+	seed uint64
 	mask uint64
 	rows [sessionRows][]int32
 }
@@ -48,8 +48,8 @@ const (
 	sessionsPerCounter = 8
 )
 
-func newHostCounts(sessions int) hostCounts {
-	c := hostCounts{halfOpen: map[host]int32{}, expects: map[host]int32{}, seed: maphash.MakeSeed()}
+func newHostCounts(sessions int, seed uint64) hostCounts {
+	c := hostCounts{halfOpen: map[host]int32{}, expects: map[host]int32{}, seed: seed}
 	c.grow(sessions)
 	return c
 }
@@ -74,8 +74,18 @@ func (c *hostCounts) grow(sessions int) bool {
 
 // counters returns host h's counter in each row.
 func (c *hostCounts) counters(h host) (*int32, *int32) {
-	x := maphash.Comparable(c.seed, h)
+	x := mix(binary.LittleEndian.Uint64(h[:8]) ^ c.seed)
+	x = mix(x ^ binary.LittleEndian.Uint64(h[8:]))
 	return &c.rows[0][x&c.mask], &c.rows[1][(x>>32)&c.mask]
+}
+
+// mix is SplitMix64's finaliser: every input bit moves every output bit.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // sessions returns (an upper bound of) host h's sessions.

@@ -55,6 +55,10 @@ type Config struct {
 	// for ever: captures miss packets. Zero (live, where the kernel hands
 	// over every packet) keeps strict tracking.
 	GapRecovery int
+	// HashSeed seeds the hash that spreads hosts over the per-host
+	// session counters: a random one keeps peers from aiming at another
+	// host's counters; a fixed one (0 is fine) makes runs repeatable.
+	HashSeed uint64
 	// OnClose, when set, is called for each session that leaves the
 	// table, with the reason ("idle timeout", "reset", "closed", ...).
 	OnClose func(s *Session, why string)
@@ -130,7 +134,7 @@ func New(cfg Config) *Table {
 		cfg:      cfg,
 		sessions: newIndex(cfg.Limits.Sessions),
 		nextID:   cfg.IDBase,
-		hosts:    newHostCounts(cfg.Limits.Sessions),
+		hosts:    newHostCounts(cfg.Limits.Sessions, cfg.HashSeed),
 		expects:  make(map[expectKey]*Expectation),
 		byParent: make(map[uint64][]*Expectation),
 		parents:  make(map[*Session]*Session),

@@ -37,6 +37,10 @@ type Options struct {
 	// up (if the rules permit its original direction) instead of being
 	// dropped for want of a session: a restart then cuts no transfer.
 	Known func(conntrack.Key) bool
+	// HashSeed seeds the table's per-host session counts
+	// (conntrack.Config.HashSeed): the live daemon picks a random one;
+	// the zero value, replay's, makes runs repeatable.
+	HashSeed uint64
 }
 
 // Reasons for verdicts. Inspectors and limits add their own.
@@ -144,6 +148,7 @@ func New(rs *rules.Ruleset, opt Options) *Engine {
 		IDBase:          uint64(opt.Worker) + 1,
 		IDStride:        uint64(opt.Workers),
 		GapRecovery:     opt.GapRecovery,
+		HashSeed:        opt.HashSeed,
 		OnClose:         e.sessionClosed,
 		OnExpectExpired: e.expectExpired,
 	})

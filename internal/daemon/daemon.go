@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -223,7 +224,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	audit := newAuditor(log, lim, kernelCounts)
 	defer audit.close()
 	for i := range engines {
-		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known, FastPath: true})
+		engines[i] = inspect.New(rs, inspect.Options{Worker: i, Workers: o.Queues, Known: known, FastPath: true,
+			HashSeed: rand.Uint64()})
 		engines[i].SubscribeWhen(audit.event, audit.wants)
 		qn := o.FirstQueue + uint16(i)
 		q, err := nfq.Open(nfq.Config{Queue: qn, FailOpen: o.FailOpen, GSO: true, Mark: o.Mark, Names: ifaces,
