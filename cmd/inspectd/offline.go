@@ -89,7 +89,8 @@ func isTerminal(stderr io.Writer) bool {
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "FILE", `Checks a rule file: exit 0 and a summary when it is valid, exit 1 and
-every error (FILE:LINE:COL: ...) when it is not. A valid file that would
+its errors (FILE:LINE:COL: ..., the first 100 and a count of the rest)
+when it is not. A valid file that would
 still drop all forwarded traffic (no 'in on' block) gets a warning.
 
 Example:
