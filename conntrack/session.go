@@ -48,8 +48,8 @@ type Session struct {
 	// flow; NoOffload forbids it (inspected control channels).
 	Offloaded bool
 	NoOffload bool
-	// PickedUp is set for a TCP session picked up in the middle of its
-	// life (no handshake seen).
+	// PickedUp is set for a session picked up in the middle of its life
+	// (for TCP: no handshake seen).
 	PickedUp bool
 	gone     bool  // removed from the table
 	halfOpen bool  // counted among the half-open sessions

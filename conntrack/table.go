@@ -300,7 +300,7 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 			return nil, ErrHalfOpenPerHost
 		}
 	}
-	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n, timerPos: -1}
+	s := &Session{ID: t.nextID, Key: k, Rule: -1, Created: n, LastSeen: n, timerPos: -1, PickedUp: pickUp}
 	if parent != nil {
 		t.parents[s] = parent
 	}
@@ -311,7 +311,6 @@ func (t *Table) create(k Key, dir Dir, p *decode.Packet, now time.Time, pickUp b
 	switch p.Proto {
 	case decode.ProtoTCP:
 		if pickUp {
-			s.PickedUp = true
 			s.State = StateEstablished
 			s.tcp[dir].pickUp(p)
 		} else {
@@ -448,6 +447,10 @@ func (t *Table) Sessions(fn func(*Session)) {
 		}
 	})
 }
+
+// All calls fn for every session in the table, also those whose time is
+// up but which expiry has not removed yet; fn must not change the table.
+func (t *Table) All(fn func(*Session)) { t.sessions.each(fn) }
 
 // Get returns the live session with the given ID, or nil.
 func (t *Table) Get(id uint64) *Session {

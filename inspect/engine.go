@@ -2,6 +2,8 @@ package inspect
 
 import (
 	"cmp"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -170,28 +172,48 @@ func (e *Engine) SetRules(rs *rules.Ruleset) {
 
 // renumber makes the sessions' rule and interface indexes point into the
 // new ruleset: a session keeps its interface (by device) and its rule when
-// the new file has the same rule text; otherwise it shows no rule, rather
-// than a rule that did not permit it. One walk of the table per reload.
+// the new file has the same rule text in the block of that device;
+// otherwise it shows no rule (and, its device gone, no interface), rather
+// than a rule that did not permit it. Inspectors take the new file's
+// settings. One walk of the table per reload, expired sessions not yet
+// removed included (their close is still to be logged).
 func (e *Engine) renumber(old, c *config) {
-	ruleIndex := make(map[string]int32, len(c.rs.Rules))
-	for i := len(c.rs.Rules) - 1; i >= 0; i-- {
-		ruleIndex[c.rs.Rules[i].Text] = int32(i) // the first of equal texts wins
+	type blockRule struct{ device, text string }
+	ruleIndex := make(map[blockRule]int32, len(c.rs.Rules))
+	for _, bl := range c.rs.Blocks {
+		for _, r := range slices.Backward(bl.Rules) {
+			ruleIndex[blockRule{bl.Interface.Device, r.Text}] = int32(r.Index) // the first of equal texts wins
+		}
 	}
-	e.table.Sessions(func(s *conntrack.Session) {
+	e.table.All(func(s *conntrack.Session) {
+		device := ""
+		if int(s.In) < len(old.rs.Interfaces) {
+			device = old.rs.Interfaces[s.In].Device
+		}
 		if s.Rule >= 0 && int(s.Rule) < len(old.rs.Rules) {
-			if i, ok := ruleIndex[old.rs.Rules[s.Rule].Text]; ok {
+			if i, ok := ruleIndex[blockRule{device, old.rs.Rules[s.Rule].Text}]; ok {
 				s.Rule = i
 			} else {
 				s.Rule = -1
 			}
 		}
-		if int(s.In) < len(old.rs.Interfaces) {
-			if ic := c.ifaces[old.rs.Interfaces[s.In].Device]; ic != nil {
-				s.In = uint16(ic.iface.Index)
-			}
+		if ic := c.ifaces[device]; ic != nil {
+			s.In = uint16(ic.iface.Index)
+		} else {
+			s.In = noInterface
+		}
+		switch in := s.Inspector.(type) {
+		case *ftp.Inspector:
+			in.Reconfigure(c.ftp)
+		case *tftp.Inspector:
+			in.Reconfigure(c.tftp)
 		}
 	})
 }
+
+// noInterface is the interface index of a session whose device the rules
+// no longer name.
+const noInterface = math.MaxUint16
 
 // Rules returns the ruleset in force.
 func (e *Engine) Rules() *rules.Ruleset {

@@ -133,6 +133,14 @@ func New(cfg Config) *Inspector {
 	}
 }
 
+// Reconfigure puts cfg in force for the rest of the session (a rules
+// reload), except MaxLine: the line buffers keep the size they have.
+func (in *Inspector) Reconfigure(cfg Config) {
+	cfg = cfg.normalized()
+	cfg.MaxLine = in.cfg.MaxLine
+	in.cfg = cfg
+}
+
 // Name returns "ftp".
 func (*Inspector) Name() string { return "ftp" }
 

@@ -67,6 +67,10 @@ func New(cfg Config) *Inspector {
 	return &Inspector{timeout: cfg.ExpectTimeout}
 }
 
+// Reconfigure puts cfg in force for the rest of the session (a rules
+// reload).
+func (in *Inspector) Reconfigure(cfg Config) { *in = *New(cfg) }
+
 // Name returns "tftp".
 func (*Inspector) Name() string { return "tftp" }
 
