@@ -19,20 +19,44 @@ import (
 // expectation to a live owner, every parents entry to a live child. When
 // time runs out everything is gone: no per-host entry, expectation,
 // parent link or timer is left behind.
+//
+// With reloads, SetLimits moves every limit up and down, below current
+// use too, at random: the books must still add up (the sketch recounted
+// when it grows), nothing is admitted past a lowered limit, and the
+// checks that use stays within the limits are left out.
 func TestAccountingInvariants(t *testing.T) {
-	for seed := range uint64(40) {
+	t.Run("steady", func(t *testing.T) { driveTable(t, 40, 3000, false) })
+	t.Run("reloads", func(t *testing.T) { driveTable(t, 30, 2000, true) })
+}
+
+// The limits the random drives use and reload between.
+var (
+	smallLimits = Limits{Sessions: 12, SessionsPerHost: 4, HalfOpen: 5, HalfOpenPerHost: 2, Expectations: 3, ExpectationsPerHost: 1}
+	midLimits   = Limits{Sessions: 64, SessionsPerHost: 20, HalfOpen: 24, HalfOpenPerHost: 9, Expectations: 12, ExpectationsPerHost: 5}
+	bigLimits   = Limits{Sessions: 5000, SessionsPerHost: 3000, HalfOpen: 2000, HalfOpenPerHost: 900, Expectations: 500, ExpectationsPerHost: 200}
+)
+
+// driveTable runs the random drive of TestAccountingInvariants over
+// seeds tables of steps steps each, with or without reloads.
+func driveTable(t *testing.T, seeds uint64, steps int, reloads bool) {
+	for seed := range seeds {
 		r := rand.New(rand.NewPCG(seed, 7))
 		tb := New(Config{
-			Limits: Limits{Sessions: 64, SessionsPerHost: 20, HalfOpen: 24, HalfOpenPerHost: 9,
-				Expectations: 12, ExpectationsPerHost: 5},
+			Limits:      midLimits,
 			Timeouts:    Timeouts{TCPIdle: 20 * time.Second, TCPSynWait: 5 * time.Second, TCPFinWait: 2 * time.Second, UDPIdle: 4 * time.Second, ICMPIdle: 3 * time.Second},
 			GapRecovery: int(seed % 2 * 3),
+			HashSeed:    seed,
 		})
+		within := !reloads
 		hosts := []netip.Addr{cli, srv, netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("203.0.113.9"),
 			netip.MustParseAddr("2001:db8:1::1"), netip.MustParseAddr("2001:db8:1::2")} // one IPv6 host: a /64
 		now := t0
 		var live []*Session
-		for step := range 3000 {
+		for step := range steps {
+			if reloads && r.IntN(100) == 0 {
+				tb.SetLimits([]Limits{smallLimits, midLimits, bigLimits}[r.IntN(3)])
+				checkBooks(t, tb, seed, step, within)
+			}
 			now = now.Add(time.Duration(r.IntN(300)) * time.Millisecond)
 			a, b := hosts[r.IntN(len(hosts))], hosts[r.IntN(len(hosts))]
 			if a.Is4() != b.Is4() {
@@ -83,6 +107,11 @@ func TestAccountingInvariants(t *testing.T) {
 				}
 				if err == nil {
 					live = append(live, ns)
+					// Nothing is admitted past a limit, lowered or not.
+					if lim := tb.Limits(); tb.Len() > lim.Sessions || (ns.halfOpen && tb.HalfOpen() > lim.HalfOpen) {
+						t.Fatalf("seed %d step %d: admitted past a limit: %d sessions, %d half-open; limits %+v",
+							seed, step, tb.Len(), tb.HalfOpen(), lim)
+					}
 				}
 			}
 			if len(live) > 0 && r.IntN(3) == 0 {
@@ -105,11 +134,11 @@ func TestAccountingInvariants(t *testing.T) {
 			if r.IntN(50) == 0 && len(live) > 0 {
 				tb.CancelExpectations(live[r.IntN(len(live))].ID)
 			}
-			checkBooks(t, tb, seed, step)
+			checkBooks(t, tb, seed, step, within)
 		}
 		for tb.Expire(now.Add(time.Hour), 1000) {
 		}
-		checkBooks(t, tb, seed, -1)
+		checkBooks(t, tb, seed, -1, within)
 		if tb.Len() != 0 || tb.halfOpen != 0 || len(tb.hosts.halfOpen) != 0 || len(tb.hosts.expects) != 0 || len(tb.expects) != 0 ||
 			len(tb.byParent) != 0 || len(tb.parents) != 0 || len(tb.timers) != 0 {
 			t.Fatalf("seed %d: left behind: %d sessions, half-open %d, per-host %v %v, %d expectations, %d byParent, %d parents, %d timers",
@@ -125,7 +154,10 @@ func TestAccountingInvariants(t *testing.T) {
 	}
 }
 
-func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
+// checkBooks checks the table's bookkeeping against what it holds; within
+// adds that use stays within the limits (a reload may lower them below
+// use).
+func checkBooks(t *testing.T, tb *Table, seed uint64, step int, within bool) {
 	t.Helper()
 	fail := func(f string, args ...any) {
 		t.Helper()
@@ -138,6 +170,9 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 		n++
 		if s.gone {
 			fail("gone session %d still indexed", s.ID)
+		}
+		if tb.sessions.get(s.Key) != s {
+			fail("session %d not found by its key", s.ID)
 		}
 		u := per[tb.hostOfSession(s)]
 		if !s.PickedUp {
@@ -192,7 +227,7 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 		if tb.hosts.halfOpen[h] != u.halfOpen || tb.hosts.expects[h] != u.expects {
 			fail("host %v: counted %d half-open, %d expectations; holds %+v", h, tb.hosts.halfOpen[h], tb.hosts.expects[h], u)
 		}
-		if int(u.expects) > lim.ExpectationsPerHost || int(u.halfOpen) > lim.HalfOpenPerHost || int(u.sessions) > lim.SessionsPerHost {
+		if within && (int(u.expects) > lim.ExpectationsPerHost || int(u.halfOpen) > lim.HalfOpenPerHost || int(u.sessions) > lim.SessionsPerHost) {
 			fail("host %v over a per-host limit: %+v", h, u)
 		}
 	}
@@ -214,7 +249,7 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int) {
 	if owned != len(tb.expects) {
 		fail("%d expectations indexed, %d owned", len(tb.expects), owned)
 	}
-	if len(tb.expects) > tb.cfg.Limits.Expectations || tb.sessions.n > tb.cfg.Limits.Sessions || tb.halfOpen > tb.cfg.Limits.HalfOpen {
+	if within && (len(tb.expects) > tb.cfg.Limits.Expectations || tb.sessions.n > tb.cfg.Limits.Sessions || tb.halfOpen > tb.cfg.Limits.HalfOpen) {
 		fail("over a limit: %d expectations, %d sessions, %d half-open", len(tb.expects), tb.sessions.n, tb.halfOpen)
 	}
 	for c := range tb.parents {

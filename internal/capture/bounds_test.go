@@ -80,19 +80,7 @@ func TestGzipRecordBomb(t *testing.T) {
 // 200 KB file before the bound). MaxPerFrame stops it with an error naming
 // the file, at a memory cost that does not grow with the file.
 func TestGzipInterfaceFlood(t *testing.T) {
-	le := binary.LittleEndian
-	shb := make([]byte, 28)
-	le.PutUint32(shb[0:], 0x0a0d0d0a)
-	le.PutUint32(shb[4:], 28)
-	le.PutUint32(shb[8:], 0x1a2b3c4d)
-	le.PutUint16(shb[12:], 1)
-	le.PutUint64(shb[16:], 0xffffffffffffffff) // section length unknown
-	le.PutUint32(shb[24:], 28)
-	idb := make([]byte, 20)
-	le.PutUint32(idb[0:], 1) // interface description block
-	le.PutUint32(idb[4:], 20)
-	le.PutUint16(idb[8:], 101) // raw IP
-	le.PutUint32(idb[16:], 20)
+	shb, idb := pcapngSectionAndInterface()
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	zw.Write(shb)
@@ -129,18 +117,7 @@ func TestGzipInterfaceFlood(t *testing.T) {
 // the memory held bounded.
 func TestInterfaceFloodAcrossPackets(t *testing.T) {
 	le := binary.LittleEndian
-	shb := make([]byte, 28)
-	le.PutUint32(shb[0:], 0x0a0d0d0a)
-	le.PutUint32(shb[4:], 28)
-	le.PutUint32(shb[8:], 0x1a2b3c4d)
-	le.PutUint16(shb[12:], 1)
-	le.PutUint64(shb[16:], 0xffffffffffffffff)
-	le.PutUint32(shb[24:], 28)
-	idb := make([]byte, 20)
-	le.PutUint32(idb[0:], 1)
-	le.PutUint32(idb[4:], 20)
-	le.PutUint16(idb[8:], 101) // raw IP
-	le.PutUint32(idb[16:], 20)
+	shb, idb := pcapngSectionAndInterface()
 	ip := make([]byte, 20)
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], 20)
@@ -188,4 +165,24 @@ func TestInterfaceFloodAcrossPackets(t *testing.T) {
 		t.Errorf("a %d KB file held %d MiB after %d packets (err %v): want an error at packet 1 and bounded memory",
 			buf.Len()>>10, held>>20, n, err)
 	}
+}
+
+// pcapngSectionAndInterface returns a little-endian pcapng section header
+// block (section length unknown) and an interface description block for
+// raw IP, 20 bytes, which compresses to almost nothing.
+func pcapngSectionAndInterface() (shb, idb []byte) {
+	le := binary.LittleEndian
+	shb = make([]byte, 28)
+	le.PutUint32(shb[0:], 0x0a0d0d0a)
+	le.PutUint32(shb[4:], 28)
+	le.PutUint32(shb[8:], 0x1a2b3c4d)
+	le.PutUint16(shb[12:], 1)
+	le.PutUint64(shb[16:], 0xffffffffffffffff)
+	le.PutUint32(shb[24:], 28)
+	idb = make([]byte, 20)
+	le.PutUint32(idb[0:], 1) // interface description block
+	le.PutUint32(idb[4:], 20)
+	le.PutUint16(idb[8:], 101) // raw IP
+	le.PutUint32(idb[16:], 20)
+	return shb, idb
 }
