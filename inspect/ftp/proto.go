@@ -51,7 +51,7 @@ type state struct {
 	multi     bool    // inside a multi-line reply
 	multiCode [3]byte // its code
 	epsvAll   bool    // EPSV ALL accepted: other data commands open nothing
-	stopped   bool    // AUTH accepted (encrypted) or QUIT answered
+	stopped   bool    // AUTH accepted (encrypted), QUIT answered, or the client speaks HTTP
 }
 
 // push records a command awaiting its reply; it reports false when the
