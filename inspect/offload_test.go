@@ -130,8 +130,8 @@ func TestAccountOffloaded(t *testing.T) {
 	if got := l.e.Offloaded(l.now); len(got) != 0 {
 		t.Fatalf("Offloaded(at its creation) = %v, want none", got)
 	}
-	if got := l.e.Offloaded(l.now.Add(time.Millisecond)); len(got) != 1 || got[0] != k {
-		t.Fatalf("Offloaded(after its creation) = %v, want %v", got, k)
+	if got := l.e.Offloaded(l.now.Add(time.Millisecond)); len(got) != 1 || got[0].Key != k || !got[0].Created.Equal(l.now) {
+		t.Fatalf("Offloaded(after its creation) = %v, want %v created %v", got, k, l.now)
 	}
 	counts := func() ([2]uint64, [2]uint64) {
 		for _, si := range l.e.Sessions() {

@@ -125,22 +125,29 @@ func (e *Engine) ClearAll() []conntrack.Key {
 	return keys
 }
 
-// Offloaded returns the keys of sessions the kernel fast path carries
-// that were created before t, for the daemon's keep-alive check against
+// Offloaded returns the sessions the kernel fast path carries that were
+// created before t, for the daemon's keep-alive check against
 // a read of the kernel's conntrack made at t: what a read made before a
 // session began tells of an earlier connection on the same addresses and
 // ports, not of it.
-func (e *Engine) Offloaded(t time.Time) []conntrack.Key {
+func (e *Engine) Offloaded(t time.Time) []OffloadedSession {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var keys []conntrack.Key
+	var out []OffloadedSession
 	before := t.UnixNano()
 	e.table.Sessions(func(s *conntrack.Session) {
 		if s.Offloaded && s.Created < before {
-			keys = append(keys, s.Key)
+			out = append(out, OffloadedSession{Key: s.Key, Created: time.Unix(0, s.Created)})
 		}
 	})
-	return keys
+	return out
+}
+
+// OffloadedSession is a session the kernel fast path carries: its key
+// and when it began.
+type OffloadedSession struct {
+	Key     conntrack.Key
+	Created time.Time
 }
 
 // Promote tells the engine that the kernel's conntrack holds the

@@ -519,14 +519,20 @@ func (w *worker) Tick(now time.Time) {
 	if a == nil || !a.at.After(w.seen) {
 		return
 	}
-	for _, k := range w.e.Offloaded(a.at) {
-		if a.isEstablished(k) {
+	for _, o := range w.e.Offloaded(a.at) {
+		k := o.Key
+		// The kernel's entry speaks for the session only if it saw
+		// traffic after the session began: an entry an earlier connection
+		// on these ports left established ignores a new SYN, and its
+		// state and counters are not this session's.
+		ours := a.since(k, o.Created)
+		if ours && a.isEstablished(k) {
 			w.e.Promote(k)
 		}
 		if a.since(k, w.seen) {
 			w.e.Touch(k, now)
 		}
-		if f, ok := a.countsOf(k); ok {
+		if f, ok := a.countsOf(k); ok && ours {
 			w.e.Account(f.Forward(), f.Packets, f.Bytes)
 		}
 	}

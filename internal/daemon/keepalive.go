@@ -90,9 +90,13 @@ func newKeeper(mark uint32) (*keeper, error) {
 func (k *keeper) close() { k.t.Close() }
 
 // poll reads the kernel's table at time now and publishes the marked
-// connections whose expiry moved later by more than a second (the kernel
+// connections whose expiry moved by more than a second (the kernel
 // reports whole seconds) since they were last found alive, or that are
-// new to the keeper. The kernel sends only the marked entries; TCP
+// new to the keeper. Without traffic the expiry stays where it is; a
+// packet moves it, later as a rule, but earlier too: while data is in
+// flight the kernel sets the shorter nf_conntrack_tcp_timeout_unacknowledged
+// (300 s) instead of the established timeout (5 days), so a bulk transfer
+// read first while idle moves its expiry days earlier. The kernel sends only the marked entries; TCP
 // connections it already holds as finished (time-wait, close) count as
 // neither alive nor established (their sessions have seen their
 // teardown), but their traffic counters are kept: the engine's closing
@@ -112,7 +116,7 @@ func (k *keeper) poll(now time.Time) error {
 			exp := now.Add(time.Duration(f.Timeout) * time.Second)
 			base, seen := k.expiry[key]
 			last := k.aliveAt[key]
-			if !seen || exp.Sub(base) > time.Second {
+			if !seen || exp.Sub(base) > time.Second || base.Sub(exp) > time.Second {
 				base, last = exp, now
 			}
 			next[key], nextAlive[key] = base, last
