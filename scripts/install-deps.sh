@@ -22,5 +22,24 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# vsftpd and tftpd-hpa would start as services on the host's own network
+# (an FTP server on port 21 for local users, TFTP on 69) and come back at
+# every boot. The lab runs its own copies inside its namespaces: keep the
+# packages' services from starting now, and disable them for good.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+for svc in vsftpd tftpd-hpa; do
+	if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+		if command -v systemctl >/dev/null; then
+			systemctl disable "$svc" >/dev/null 2>&1 || true
+			systemctl stop "$svc" >/dev/null 2>&1 || true
+		fi
+		update-rc.d "$svc" disable >/dev/null 2>&1 || true
+	fi
+done

@@ -404,7 +404,7 @@ func TestPermissionOtherUser(t *testing.T) {
 	}
 	const nobody = 65534
 	dir := t.TempDir()
-	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+	for d := dir; d != "/" && d != filepath.Clean(os.TempDir()); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755) // let nobody reach the socket and the binary
 	}
 	exe, err := os.Executable()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -148,13 +149,24 @@ func (l *Lab) waitUDP(ctx context.Context, ns NS, p *Proc, ap netip.AddrPort) er
 	return waitListening(ctx, ns, p, "-lunH", ap)
 }
 
+// listening reports whether ss output lists local address addr (a whole
+// field: 192.0.2.10:21 must not match 192.0.2.10:2121).
+func listening(ss, addr string) bool {
+	for line := range strings.Lines(ss) {
+		if slices.Contains(strings.Fields(line), addr) {
+			return true
+		}
+	}
+	return false
+}
+
 func waitListening(ctx context.Context, ns NS, p *Proc, ssFlags string, ap netip.AddrPort) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	want := ap.String()
 	for {
 		out, err := ns.Run(ctx, "ss", ssFlags)
-		if err == nil && strings.Contains(out, want) {
+		if err == nil && listening(out, want) {
 			return nil
 		}
 		select {

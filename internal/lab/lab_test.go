@@ -2,7 +2,9 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -198,16 +200,19 @@ func TestSweep(t *testing.T) {
 	defer cancel()
 	// A lab owned by a process that has exited is stale.
 	dead := startAndReap(t)
-	stale, err := Create(ctx, "isweep", dead, t.TempDir())
+	// A prefix of this run's own: another run's labs, or a leftover, are
+	// not this test's to sweep.
+	prefix := fmt.Sprintf("isw%x", rand.Uint32())
+	stale, err := Create(ctx, prefix, dead, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := Create(ctx, "isweep", os.Getpid(), t.TempDir())
+	live, err := Create(ctx, prefix, os.Getpid(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stale.Close(); _ = live.Close() })
-	removed, err := Sweep(ctx, "isweep")
+	removed, err := Sweep(ctx, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +236,16 @@ func startAndReap(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p.Pid
+}
+
+// TestListening: a port is found as a whole address, not inside a longer
+// one (192.0.2.10:21 is not 192.0.2.10:2121).
+func TestListening(t *testing.T) {
+	ss := "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      32     192.0.2.10:2121    0.0.0.0:*\n"
+	if listening(ss, "192.0.2.10:21") {
+		t.Error("192.0.2.10:21 found in a line for :2121")
+	}
+	if !listening(ss, "192.0.2.10:2121") {
+		t.Error("192.0.2.10:2121 not found")
+	}
 }
