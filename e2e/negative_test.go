@@ -31,7 +31,11 @@ func TestUnnegotiatedDataPort(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer ln.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				wait := 2 * time.Second // enough to see a connection refused
+				if !e.fw.stateful {
+					wait = 10 * time.Second // the control must pass, also on a loaded machine
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
 				defer cancel()
 				c, err := e.lab.Client.DialContext(ctx, "tcp", hostPort(fam.server, blockedPort))
 				if err == nil {

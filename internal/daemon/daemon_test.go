@@ -228,11 +228,23 @@ func echoServer(t *testing.T, tp *nstest.Topology, ports ...string) {
 	}
 }
 
+// dial connects from the client to the server's port, waiting long for a
+// connection that must pass (a loaded machine may be slow).
 func dial(t *testing.T, tp *nstest.Topology, port string) (net.Conn, error) {
+	return dialWithin(t, tp, port, 5*time.Second)
+}
+
+// dialBlocked tries a connection that must not pass: a short wait is
+// enough to see it refused.
+func dialBlocked(t *testing.T, tp *nstest.Topology, port string) (net.Conn, error) {
+	return dialWithin(t, tp, port, time.Second)
+}
+
+func dialWithin(t *testing.T, tp *nstest.Topology, port string, wait time.Duration) (net.Conn, error) {
 	var c net.Conn
 	var err error
 	nstest.In(t, tp.Client, func() {
-		c, err = net.DialTimeout("tcp", net.JoinHostPort(nstest.ServerAddr, port), time.Second)
+		c, err = net.DialTimeout("tcp", net.JoinHostPort(nstest.ServerAddr, port), wait)
 	})
 	return c, err
 }
@@ -292,7 +304,7 @@ func TestRunLive(t *testing.T) {
 	if err := echo(c, "hello"); err != nil {
 		t.Fatalf("permitted port: echo: %v", err)
 	}
-	if c2, err := dial(t, tp, "2200"); err == nil {
+	if c2, err := dialBlocked(t, tp, "2200"); err == nil {
 		c2.Close()
 		t.Fatal("port 2200 admitted by rules v1")
 	}
@@ -394,7 +406,7 @@ func TestQueueFailureKeepsHooks(t *testing.T) {
 	if s := nstest.Run(t, "iptables-save"); !strings.Contains(s, "-A FORWARD -j INSPECTD-FWD") {
 		t.Fatalf("hooks removed after a queue failure:\n%s", s)
 	}
-	if c2, err := dial(t, tp, "2100"); err == nil {
+	if c2, err := dialBlocked(t, tp, "2100"); err == nil {
 		c2.Close()
 		t.Fatal("a new connection passed with no reader (fail closed)")
 	}

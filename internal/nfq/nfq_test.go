@@ -138,6 +138,13 @@ func startQueue(t *testing.T, cfg Config, h Handler) (*Queue, func()) {
 	}
 }
 
+// How long a test waits for a packet that must pass, and for one that
+// must not.
+const (
+	passWait  = 5 * time.Second
+	blockWait = 300 * time.Millisecond
+)
+
 func listen(t *testing.T, network, addr string) *net.UDPConn {
 	t.Helper()
 	a, err := net.ResolveUDPAddr(network, addr)
@@ -152,8 +159,10 @@ func listen(t *testing.T, network, addr string) *net.UDPConn {
 	return c
 }
 
-// exchange sends msg to the listener and reports whether it arrived.
-func exchange(t *testing.T, l *net.UDPConn, msg string) bool {
+// exchange sends msg to the listener and reports whether it arrived
+// within wait: long for what must pass (a loaded machine may be slow),
+// short for what must not.
+func exchange(t *testing.T, l *net.UDPConn, msg string, wait time.Duration) bool {
 	t.Helper()
 	c, err := net.DialUDP(l.LocalAddr().Network(), nil, l.LocalAddr().(*net.UDPAddr))
 	if err != nil {
@@ -164,7 +173,7 @@ func exchange(t *testing.T, l *net.UDPConn, msg string) bool {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 100)
-	l.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	l.SetReadDeadline(time.Now().Add(wait))
 	n, err := l.Read(buf)
 	if err != nil {
 		return false
@@ -187,16 +196,16 @@ func TestQueueVerdicts(t *testing.T) {
 		{"udp6", "[::1]:9999", "ip6tables-save"},
 	} {
 		l := listen(t, tc.network, tc.addr)
-		if !exchange(t, l, "hello") {
+		if !exchange(t, l, "hello", passWait) {
 			t.Errorf("%s: accepted packet did not arrive", tc.network)
 		}
-		if exchange(t, l, "drop me") {
+		if exchange(t, l, "drop me", blockWait) {
 			t.Errorf("%s: dropped packet arrived", tc.network)
 		}
-		if !exchange(t, l, "offload") {
+		if !exchange(t, l, "offload", passWait) {
 			t.Errorf("%s: offloaded packet did not arrive", tc.network)
 		}
-		if !exchange(t, l, "offload premarked") {
+		if !exchange(t, l, "offload premarked", passWait) {
 			t.Errorf("%s: offloaded premarked packet did not arrive", tc.network)
 		}
 		marked, both := postroutingCounts(t, tc.save)
