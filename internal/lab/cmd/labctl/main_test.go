@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +22,9 @@ func TestUpDown(t *testing.T) {
 	lab.Require(t)
 	var out bytes.Buffer
 	root := t.TempDir()
-	if err := run([]string{"up", "-prefix", "ilabctl", "-owner-pid", "1", "-dir", t.TempDir(),
+	// Owned by this process: a lab a failed run leaves behind is swept
+	// once it has exited.
+	if err := run([]string{"up", "-prefix", "ilabctl", "-owner-pid", strconv.Itoa(os.Getpid()), "-dir", t.TempDir(),
 		"-ftp-root", root, "-tftp-root", root}, &out); err != nil {
 		t.Fatal(err)
 	}
