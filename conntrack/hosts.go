@@ -24,19 +24,27 @@ func hostOf(a netip.Addr) host {
 // hostCounts counts what each host uses of a table: its half-open
 // sessions and expectations exactly, in maps bounded by the global
 // half-open and expectation limits (a host using none has no entry), and
-// its sessions in a count-min sketch (sessionRows rows of counters, the
-// host's counter in each chosen by a seeded hash, its count the smaller).
+// its sessions, by one of two means chosen by the per-host limit.
 //
-// The sketch's memory is fixed, a few bytes per session of the table's
-// limit, however many hosts there are: a flood from spoofed sources, each
-// with a session, grows no map. A host's count never reads low; it reads
-// high by the sessions of other hosts that share all its counters, which
-// on a full table is about 8 sessions (sessionsPerCounter) and nothing on
-// an emptier one. The hash is seeded (Config.HashSeed): the live daemon's
-// seed is random, so no peer can aim at another host's counters.
+// Below sketchFrom sessions per host they are counted exactly, in a map
+// with an entry (about 70 bytes) per host that has sessions. From
+// sketchFrom up they are counted in a count-min sketch: sessionRows rows
+// of counters, the host's counter in each chosen by a seeded hash, its
+// count the smaller. The sketch's memory is fixed, about a byte per
+// session of the table's limit, however many hosts there are: a flood
+// from spoofed sources, each with a session, grows no map. A host's count
+// never reads low; it reads high by the sessions of the other hosts that
+// share its counter in the row where they have fewest, about
+// sessionsPerCounter on a full table. A host is refused before its limit
+// only if hosts near their own limits share its counters in both rows:
+// with at least sketchFrom sessions per host, fewer than 1 host in 10 000
+// even on a full table. The hash is seeded (Config.HashSeed): the live
+// daemon's seed is random, so no peer can aim at another host's counters.
 type hostCounts struct {
 	halfOpen map[host]int32
 	expects  map[host]int32
+
+	exact map[host]int32 // sessions per host, below sketchFrom
 
 	seed uint64
 	mask uint64
@@ -46,25 +54,33 @@ type hostCounts struct {
 const (
 	sessionRows        = 2
 	sessionsPerCounter = 8
+	sketchFrom         = 1024
 )
 
-func newHostCounts(sessions int, seed uint64) hostCounts {
+func newHostCounts(l Limits, seed uint64) hostCounts {
 	c := hostCounts{halfOpen: map[host]int32{}, expects: map[host]int32{}, seed: seed}
-	c.grow(sessions)
+	c.fit(l)
 	return c
 }
 
-// grow makes the sketch fit a table of the given number of sessions. It
-// reports whether it made new, empty rows: the caller counts the sessions
-// again.
-func (c *hostCounts) grow(sessions int) bool {
+// fit makes the session counts fit limits l. It reports whether it made
+// new, empty counts: the caller counts the sessions again.
+func (c *hostCounts) fit(l Limits) bool {
+	if l.SessionsPerHost < sketchFrom {
+		if c.exact != nil {
+			return false
+		}
+		c.exact, c.rows, c.mask = map[host]int32{}, [sessionRows][]int32{}, 0
+		return true
+	}
 	w := 64
-	for w < sessions/sessionsPerCounter {
+	for w < l.Sessions/sessionsPerCounter {
 		w <<= 1
 	}
-	if w <= len(c.rows[0]) {
+	if c.exact == nil && w <= len(c.rows[0]) {
 		return false
 	}
+	c.exact = nil
 	for i := range c.rows {
 		c.rows[i] = make([]int32, w)
 	}
@@ -88,14 +104,25 @@ func mix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// sessions returns (an upper bound of) host h's sessions.
+// sessions returns host h's sessions (from the sketch, an upper bound).
 func (c *hostCounts) sessions(h host) int32 {
+	if c.exact != nil {
+		return c.exact[h]
+	}
 	a, b := c.counters(h)
 	return min(*a, *b)
 }
 
 // addSession adds d to host h's sessions.
 func (c *hostCounts) addSession(h host, d int32) {
+	if c.exact != nil {
+		if n := c.exact[h] + d; n > 0 {
+			c.exact[h] = n
+		} else {
+			delete(c.exact, h)
+		}
+		return
+	}
 	a, b := c.counters(h)
 	*a += d
 	*b += d

@@ -26,6 +26,11 @@ import (
 // checks that use stays within the limits are left out.
 func TestAccountingInvariants(t *testing.T) {
 	t.Run("steady", func(t *testing.T) { driveTable(t, 40, 3000, false) })
+	t.Run("sketch", func(t *testing.T) {
+		defer func(l Limits) { midLimits = l }(midLimits)
+		midLimits.SessionsPerHost = sketchFrom // counted in the sketch
+		driveTable(t, 20, 3000, false)
+	})
 	t.Run("reloads", func(t *testing.T) { driveTable(t, 30, 2000, true) })
 }
 
@@ -151,6 +156,9 @@ func driveTable(t *testing.T, seeds uint64, steps int, reloads bool) {
 				}
 			}
 		}
+		if len(tb.hosts.exact) != 0 {
+			t.Fatalf("seed %d: exact session counts left: %v", seed, tb.hosts.exact)
+		}
 	}
 }
 
@@ -231,9 +239,17 @@ func checkBooks(t *testing.T, tb *Table, seed uint64, step int, within bool) {
 			fail("host %v over a per-host limit: %+v", h, u)
 		}
 	}
-	for i, sum := range rowSums {
-		if sum != total {
-			fail("session counters of row %d add up to %d, the table counts %d", i, sum, total)
+	if tb.hosts.exact != nil {
+		for h, c := range tb.hosts.exact {
+			if c <= 0 || c != per[h].sessions {
+				fail("host %v: %d sessions counted exactly, holds %d", h, c, per[h].sessions)
+			}
+		}
+	} else {
+		for i, sum := range rowSums {
+			if sum != total {
+				fail("session counters of row %d add up to %d, the table counts %d", i, sum, total)
+			}
 		}
 	}
 	for _, m := range []map[host]int32{tb.hosts.halfOpen, tb.hosts.expects} {

@@ -134,7 +134,7 @@ func New(cfg Config) *Table {
 		cfg:      cfg,
 		sessions: newIndex(cfg.Limits.Sessions),
 		nextID:   cfg.IDBase,
-		hosts:    newHostCounts(cfg.Limits.Sessions, cfg.HashSeed),
+		hosts:    newHostCounts(cfg.Limits, cfg.HashSeed),
 		expects:  make(map[expectKey]*Expectation),
 		byParent: make(map[uint64][]*Expectation),
 		parents:  make(map[*Session]*Session),
@@ -176,7 +176,7 @@ func (t *Table) SetLimits(l Limits) {
 	fillLimits(&l)
 	t.cfg.Limits = l
 	t.sessions.resize(l.Sessions)
-	if t.hosts.grow(l.Sessions) {
+	if t.hosts.fit(l) {
 		t.sessions.each(func(s *Session) {
 			if !s.PickedUp {
 				t.hosts.addSession(t.hostOfSession(s), 1)
