@@ -102,3 +102,21 @@ func BenchmarkStrayBraces(b *testing.B) {
 		Parse("braces.rules", src)
 	}
 }
+
+// TestNestedCopyCountedOnce: the sets and rules of a file may expand to
+// 1 048 576 prefixes in all, a nested set being copied into every set and
+// rule that uses it. Set a holds N prefixes, set b = { @a }, one rule uses
+// @b: 3N prefixes in all (a, its copy in b, b's copy in the rule). With
+// N = 340 000 that is 1 020 000, within the bound: each copy counts once.
+func TestNestedCopyCountedOnce(t *testing.T) {
+	const n = 340_000
+	var b strings.Builder
+	b.WriteString("set a {")
+	for i := range n {
+		fmt.Fprintf(&b, " 10.%d.%d.%d/32", i>>16, (i>>8)&255, i&255)
+	}
+	b.WriteString(" }\nset b { @a }\ninterface wan eth0\nin on wan default deny {\n  permit tcp from @b to any port 22\n}\n")
+	if _, err := Parse("nested.rules", []byte(b.String())); err != nil {
+		t.Fatalf("%d prefixes in all (a, b = {@a}, one rule on @b) refused: %v", 3*n, err)
+	}
+}

@@ -114,8 +114,9 @@ type parser struct {
 	// walked: it never walks a line twice.
 	lostTo int
 	// expanded counts the prefixes and port ranges that sets and rules
-	// expand to (spend).
-	expanded int
+	// expand to (spend); overBudget is set once that ran past the bound.
+	expanded   int
+	overBudget bool
 
 	ifaces    []*ifaceDecl
 	sets      map[string]*setDecl

@@ -50,12 +50,21 @@ const maxExpanded = 1 << 20
 // when the file runs past maxExpanded (once). It reports whether the file
 // is still within it.
 func (p *parser) spend(t token, n int) bool {
-	over := p.expanded > maxExpanded
+	if !p.fits(t, n) {
+		return false
+	}
 	p.expanded += n
-	if p.expanded <= maxExpanded {
+	return true
+}
+
+// fits reports whether n more prefixes or port ranges fit in what the
+// file may still expand to, reporting at t (once) when they do not.
+func (p *parser) fits(t token, n int) bool {
+	if p.expanded+n <= maxExpanded {
 		return true
 	}
-	if !over {
+	if !p.overBudget {
+		p.overBudget = true
 		p.errorf(t, "the sets and rules expand to more than %d prefixes and port ranges in all "+
 			"(nested sets are copied into each set and rule that uses them): use fewer, larger prefixes or flatter sets", maxExpanded)
 	}
@@ -337,9 +346,10 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			if it.ref == "" {
 				d.resAddrs = append(d.resAddrs, it.pfx)
 			} else if n := visit(it.tok); n != nil {
-				// Count the copy before making it: a set may name a
-				// big one many times.
-				if !p.spend(it.tok, len(n.resAddrs)) {
+				// Check the copy before making it: a set may name a big
+				// one many times. (What is kept, without repeats, is
+				// counted below.)
+				if !p.fits(it.tok, len(d.resAddrs)+len(n.resAddrs)) {
 					d.resAddrs, d.bad = nil, true
 					break
 				}
@@ -359,7 +369,7 @@ func (p *parser) resolveSet(d *setDecl, path []*setDecl) {
 			if it.ref == "" {
 				d.resPorts = append(d.resPorts, it.r)
 			} else if n := visit(it.tok); n != nil {
-				if !p.spend(it.tok, len(n.resPorts)) {
+				if !p.fits(it.tok, len(d.resPorts)+len(n.resPorts)) {
 					d.resPorts, d.bad = nil, true
 					break
 				}

@@ -27,15 +27,19 @@ export DEBIAN_FRONTEND=noninteractive
 # every boot. The lab runs its own copies inside its namespaces: keep the
 # packages' services from starting now, and disable them for good.
 policy=/usr/sbin/policy-rc.d
+mark="# inspectd install-deps: no service starts during the install"
+if [ -e "$policy" ] && grep -qxF "$mark" "$policy"; then
+	rm -f "$policy" # left by an install-deps that was killed
+fi
 if [ ! -e "$policy" ]; then
-	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	printf '#!/bin/sh\n%s\nexit 101\n' "$mark" >"$policy"
 	chmod 755 "$policy"
 	trap 'rm -f "$policy"' EXIT
 fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 for svc in vsftpd tftpd-hpa; do
-	if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+	if [[ " ${missing[*]} " == *" $svc "* ]]; then
 		if command -v systemctl >/dev/null; then
 			systemctl disable "$svc" >/dev/null 2>&1 || true
 			systemctl stop "$svc" >/dev/null 2>&1 || true
