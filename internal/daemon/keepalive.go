@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +28,8 @@ type keeper struct {
 	// aliveAt is when each marked connection was last found alive.
 	aliveAt map[conntrack.Key]time.Time
 	alive   atomic.Pointer[aliveSet]
+	// polled is when the last read was made.
+	polled time.Time
 }
 
 // aliveSet is one read's result: the marked connections the kernel
@@ -101,7 +106,19 @@ func (k *keeper) close() { k.t.Close() }
 // neither alive nor established (their sessions have seen their
 // teardown), but their traffic counters are kept: the engine's closing
 // session lingers a few seconds and should show the whole transfer.
+//
+// A connection seen for the first time (the daemon restarted, or its
+// mark came back) counts as alive only if the kernel set its timeout
+// since the previous read, as far as its remaining timeout tells (recent):
+// an entry an earlier connection left established says nothing of a new
+// session on its ports.
 func (k *keeper) poll(now time.Time) error {
+	window := firstPollWindow
+	if !k.polled.IsZero() {
+		window = now.Sub(k.polled)
+	}
+	window += 2 * time.Second // the kernel's whole seconds, and the read's own time
+	full := readTimeouts()
 	next := make(map[conntrack.Key]time.Time, len(k.expiry))
 	nextAlive := make(map[conntrack.Key]time.Time, len(k.aliveAt))
 	conns := make(map[conntrack.Key]kernelConn, len(k.aliveAt))
@@ -116,7 +133,13 @@ func (k *keeper) poll(now time.Time) error {
 			exp := now.Add(time.Duration(f.Timeout) * time.Second)
 			base, seen := k.expiry[key]
 			last := k.aliveAt[key]
-			if !seen || exp.Sub(base) > time.Second || base.Sub(exp) > time.Second {
+			switch {
+			case !seen:
+				base = exp
+				if full.recent(f, window) {
+					last = now
+				}
+			case exp.Sub(base) > time.Second || base.Sub(exp) > time.Second:
 				base, last = exp, now
 			}
 			next[key], nextAlive[key] = base, last
@@ -127,9 +150,72 @@ func (k *keeper) poll(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("list kernel conntrack: %w", err)
 	}
-	k.expiry, k.aliveAt = next, nextAlive
+	k.expiry, k.aliveAt, k.polled = next, nextAlive, now
 	k.alive.Store(&aliveSet{at: now, conns: conns})
 	return nil
+}
+
+// firstPollWindow is how far back the first read looks for traffic.
+const firstPollWindow = 10 * time.Second
+
+// kernelTimeouts are the timeouts the kernel gives a connection at each
+// packet, by state: an established TCP connection gets the established
+// one, or the unacknowledged one while data is in flight; a UDP flow the
+// one for a single exchange, or the stream one once both sides spoke.
+// Zero when the sysctl could not be read.
+type kernelTimeouts struct {
+	established, unacknowledged, udp, udpStream time.Duration
+}
+
+// readTimeouts reads the kernel's conntrack timeouts in the calling
+// thread's network namespace.
+func readTimeouts() kernelTimeouts {
+	read := func(name string) time.Duration {
+		b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
+		if err != nil {
+			return 0
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	return kernelTimeouts{
+		established:    read("nf_conntrack_tcp_timeout_established"),
+		unacknowledged: read("nf_conntrack_tcp_timeout_unacknowledged"),
+		udp:            read("nf_conntrack_udp_timeout"),
+		udpStream:      read("nf_conntrack_udp_timeout_stream"),
+	}
+}
+
+// recent estimates whether entry f saw a packet within the last window:
+// the kernel set its timeout, one of those its state may have, at its
+// last packet, so the time since is that timeout less what is left. For
+// states with other timeouts (handshake, teardown: short-lived), and when
+// the timeouts are unknown, it says yes.
+func (to kernelTimeouts) recent(f kconntrack.Flow, window time.Duration) bool {
+	var full []time.Duration
+	switch {
+	case f.Key.Proto == decode.ProtoTCP && f.TCPState == kconntrack.TCPEstablished:
+		full = []time.Duration{to.established, to.unacknowledged}
+	case f.Key.Proto == decode.ProtoUDP:
+		full = []time.Duration{to.udp, to.udpStream}
+	default:
+		return true
+	}
+	left := time.Duration(f.Timeout) * time.Second
+	known := false
+	for _, t := range full {
+		if t == 0 {
+			continue
+		}
+		known = true
+		if t >= left && t-left <= window {
+			return true
+		}
+	}
+	return !known
 }
 
 // established lists the TCP connections the kernel's conntrack holds as

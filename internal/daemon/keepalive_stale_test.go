@@ -35,7 +35,8 @@ in on lan default deny log {
 // refreshed), reaches the queue, and the engine opens a half-open session
 // and offloads it at the SYN. The entry saw no traffic since the session
 // began, so it does not speak for it: the session is not promoted (no
-// handshake ever completed; here the destination does not even exist).
+// handshake ever completed; here the destination does not even exist),
+// also by a keeper that sees the entry for the first time.
 func TestNoPromotionOnStaleEntry(t *testing.T) {
 	nstest.Enter(t)
 	nstest.Need(t, "conntrack", "iptables-restore", "iptables-save")
@@ -104,6 +105,25 @@ COMMIT
 	for _, s := range e.Sessions() {
 		if s.Key == key && s.State == conntrack.StateEstablished.String() {
 			t.Errorf("session promoted to %s on a stale kernel entry; no handshake was ever completed", s.State)
+		}
+	}
+
+	// A keeper that sees the entry for the first time only now (the
+	// daemon restarted, or the entry's mark came back) must not take it
+	// for this session's traffic either: its timeout ran down long ago.
+	k2, err := newKeeper(0x10000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k2.close()
+	now2 := time.Now()
+	if err := k2.poll(now2); err != nil {
+		t.Fatal(err)
+	}
+	(&worker{e: e, keep: k2}).Tick(now2)
+	for _, s := range e.Sessions() {
+		if s.Key == key && s.State == conntrack.StateEstablished.String() {
+			t.Errorf("session promoted on a stale kernel entry the keeper saw for the first time")
 		}
 	}
 }

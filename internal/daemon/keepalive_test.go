@@ -10,22 +10,27 @@ import (
 )
 
 // TestKeeper drives the keeper with connections made by hand in the
-// kernel's table: a marked connection counts as alive when first seen and
-// when its timeout was refreshed, and unmarked ones are ignored; one
+// kernel's table: a marked connection counts as alive when first seen
+// with the timeout the kernel sets at a packet (an entry whose timeout
+// ran down for days is not: its traffic is old), and when its timeout was
+// refreshed; unmarked ones are ignored; one
 // through destination NAT is found by the addresses the forward path
 // sees; a simultaneous open's SYN_SENT2 is not established.
 func TestKeeper(t *testing.T) {
 	nstest.Enter(t)
 	nstest.Need(t, "conntrack")
 	flow := []string{"-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40000", "--dport", "2100"}
-	nstest.Run(t, "conntrack", append(append([]string{"-I"}, flow...), "--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000")...)
+	// 432000 s is nf_conntrack_tcp_timeout_established: a packet just set it.
+	nstest.Run(t, "conntrack", append(append([]string{"-I"}, flow...), "--state", "ESTABLISHED", "-t", "432000", "-m", "0x10000000")...)
+	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40004", "--dport", "2100",
+		"--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000") // its last packet was days ago
 	nstest.Run(t, "conntrack", "-I", "-p", "udp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "5", "--dport", "6", "-t", "500")
 	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40001", "--dport", "2100",
 		"--state", "TIME_WAIT", "-t", "500", "-m", "0x10000000")
 	// 198.51.100.2 asked for 203.0.113.1:80, forwarded to 192.0.2.2:2100.
 	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "203.0.113.1", "--sport", "40002", "--dport", "80",
 		"-r", "192.0.2.2", "-q", "198.51.100.2", "--reply-port-src", "2100", "--reply-port-dst", "40002",
-		"--state", "ESTABLISHED", "-t", "500", "-m", "0x10000000")
+		"--state", "ESTABLISHED", "-t", "432000", "-m", "0x10000000")
 	nstest.Run(t, "conntrack", "-I", "-p", "tcp", "-s", "198.51.100.2", "-d", "192.0.2.2", "--sport", "40003", "--dport", "2100",
 		"--state", "LISTEN", "-t", "500", "-m", "0x10000000") // LISTEN is SYN_SENT2's old name
 	k, err := newKeeper(0x10000000)
@@ -53,6 +58,9 @@ func TestKeeper(t *testing.T) {
 	}
 	if !a.isEstablished(key) {
 		t.Fatal("established connection not reported as established")
+	}
+	if old := (conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40004, DstPort: 2100, Proto: 6}); a.since(old, time.Time{}) || !a.isEstablished(old) {
+		t.Fatal("a connection first seen days after its last packet counted as alive (or was not reported)")
 	}
 	nat := conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40002, DstPort: 2100, Proto: 6}
 	if !a.since(nat, t0.Add(-time.Second)) || !a.isEstablished(nat) {
