@@ -524,7 +524,9 @@ func (w *worker) Tick(now time.Time) {
 		// The kernel's entry speaks for the session only if it saw
 		// traffic after the session began: an entry an earlier connection
 		// on these ports left established ignores a new SYN, and its
-		// state and counters are not this session's.
+		// state and counters are not this session's. A finished entry's
+		// counters are (a new SYN would have replaced it), though the
+		// connection may have begun and ended between two reads.
 		ours := a.since(k, o.Created)
 		if ours && a.isEstablished(k) {
 			w.e.Promote(k)
@@ -532,7 +534,7 @@ func (w *worker) Tick(now time.Time) {
 		if a.since(k, w.seen) {
 			w.e.Touch(k, now)
 		}
-		if f, ok := a.countsOf(k); ok && ours {
+		if f, ok := a.countsOf(k); ok && (ours || a.isFinished(k)) {
 			w.e.Account(f.Forward(), f.Packets, f.Bytes)
 		}
 	}

@@ -50,6 +50,11 @@ type kernelConn struct {
 	// a simultaneous open's SYN_SENT2 is not): a session offloaded at
 	// its SYN is promoted on this word, never on mere traffic.
 	established bool
+	// finished is set for a TCP connection the kernel holds as finished
+	// (time-wait, close): a new connection on its ports would have
+	// replaced the entry, so its counters are the connection's that
+	// ended.
+	finished bool
 	// flow is the kernel's entry, with its counters when flow.Counted.
 	flow kconntrack.Flow
 }
@@ -67,6 +72,13 @@ func (a *aliveSet) get(k conntrack.Key) (kernelConn, bool) {
 func (a *aliveSet) countsOf(k conntrack.Key) (kconntrack.Flow, bool) {
 	c, ok := a.get(k)
 	return c.flow, ok && c.flow.Counted
+}
+
+// isFinished reports whether the kernel holds k as a finished TCP
+// connection.
+func (a *aliveSet) isFinished(k conntrack.Key) bool {
+	c, _ := a.get(k)
+	return c.finished
 }
 
 // isEstablished reports whether the kernel holds k as an established TCP
@@ -128,7 +140,8 @@ func (k *keeper) poll(now time.Time) error {
 		}
 		c := kernelConn{flow: f}
 		key := f.Forward()
-		if f.TCPState != kconntrack.TCPTimeWait && f.TCPState != kconntrack.TCPClose {
+		c.finished = f.Key.Proto == decode.ProtoTCP && (f.TCPState == kconntrack.TCPTimeWait || f.TCPState == kconntrack.TCPClose)
+		if !c.finished {
 			c.established = f.Key.Proto == decode.ProtoTCP && kconntrack.HandshakeDone(f.TCPState)
 			exp := now.Add(time.Duration(f.Timeout) * time.Second)
 			base, seen := k.expiry[key]

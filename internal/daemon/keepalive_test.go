@@ -6,7 +6,11 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/conntrack"
+	"github.com/inspectd/inspectd/inspect"
+	"github.com/inspectd/inspectd/internal/kconntrack"
 	"github.com/inspectd/inspectd/internal/nfq/nstest"
+	"github.com/inspectd/inspectd/internal/packettest"
+	"github.com/inspectd/inspectd/rules"
 )
 
 // TestKeeper drives the keeper with connections made by hand in the
@@ -53,8 +57,11 @@ func TestKeeper(t *testing.T) {
 	if a.since(udp, time.Time{}) {
 		t.Fatal("unmarked connection reported")
 	}
-	if finished := (conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40001, DstPort: 2100, Proto: 6}); a.since(finished, time.Time{}) || a.isEstablished(finished) {
-		t.Fatal("connection in TIME_WAIT reported")
+	if finished := (conntrack.Key{Src: key.Src, Dst: key.Dst, SrcPort: 40001, DstPort: 2100, Proto: 6}); a.since(finished, time.Time{}) || a.isEstablished(finished) || !a.isFinished(finished) {
+		t.Fatal("connection in TIME_WAIT reported alive or established, or not as finished")
+	}
+	if a.isFinished(key) {
+		t.Fatal("established connection reported as finished")
 	}
 	if !a.isEstablished(key) {
 		t.Fatal("established connection not reported as established")
@@ -90,5 +97,51 @@ func TestKeeper(t *testing.T) {
 	}
 	if k.alive.Load().since(key, time.Time{}) {
 		t.Fatal("connection gone from the kernel still reported")
+	}
+}
+
+// TestWorkerAccountsFinishedTransfer: a transfer offloaded at its SYN that
+// began and ended between two kernel reads is never found alive, but the
+// kernel's finished entry holds its counters, and the session shows them
+// (a new connection on its ports would have replaced the entry). An
+// established entry never found alive since the session began (an earlier
+// connection's) gives it nothing.
+func TestWorkerAccountsFinishedTransfer(t *testing.T) {
+	rs, err := rules.Parse("test.rules", []byte(staleRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := inspect.New(rs, inspect.Options{FastPath: true})
+	c, s := netip.MustParseAddrPort("198.51.100.2:40000"), netip.MustParseAddrPort("192.0.2.10:9000")
+	c2 := netip.MustParseAddrPort("198.51.100.2:40001")
+	t0 := time.Now()
+	for _, src := range []netip.AddrPort{c, c2} {
+		if v := e.Process(packettest.TCP(src, s, packettest.SYN, 1000, 0, nil), inspect.Meta{Time: t0, In: "wan0"}); !v.Offload {
+			t.Fatalf("SYN not offloaded: %+v", v)
+		}
+	}
+	flow := func(src netip.AddrPort, state uint8) kconntrack.Flow {
+		k := conntrack.Key{Src: src.Addr(), Dst: s.Addr(), SrcPort: src.Port(), DstPort: s.Port(), Proto: 6}
+		return kconntrack.Flow{Key: k, Reply: k.Reverse(), Mark: 0x10000000, TCPState: state,
+			Packets: [2]uint64{200, 400}, Bytes: [2]uint64{10 << 10, 20 << 20}, Counted: true}
+	}
+	now := t0.Add(5 * time.Second)
+	k := &keeper{}
+	k.alive.Store(&aliveSet{at: now, conns: map[conntrack.Key]kernelConn{
+		flow(c, kconntrack.TCPTimeWait).Forward():     {finished: true, flow: flow(c, kconntrack.TCPTimeWait)},
+		flow(c2, kconntrack.TCPEstablished).Forward(): {established: true, flow: flow(c2, kconntrack.TCPEstablished)},
+	}})
+	(&worker{e: e, keep: k}).Tick(now)
+	for _, si := range e.Sessions() {
+		switch si.Key.SrcPort {
+		case c.Port():
+			if si.Bytes != [2]uint64{10 << 10, 20 << 20} {
+				t.Errorf("finished transfer shows %v bytes, want the kernel's", si.Bytes)
+			}
+		case c2.Port():
+			if si.Bytes[1] != 0 || si.State == conntrack.StateEstablished.String() {
+				t.Errorf("session given an earlier connection's entry: %v bytes, state %s", si.Bytes, si.State)
+			}
+		}
 	}
 }
