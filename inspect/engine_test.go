@@ -454,3 +454,15 @@ func TestUnwantedEventsCostNothing(t *testing.T) {
 		t.Fatalf("%d events, want the one denial", got)
 	}
 }
+
+// TestDefaultsAgree: the rule language's defaults (what a file without
+// timeouts or limits gets) are the session table's own.
+func TestDefaultsAgree(t *testing.T) {
+	rs := mustRules(t, "interface wan eth0\nin on wan default deny {\n}\n")
+	if got := tableLimits(rs); got != conntrack.DefaultLimits {
+		t.Errorf("rules' default limits %+v, the table's %+v", got, conntrack.DefaultLimits)
+	}
+	if got := tableTimeouts(rs); got != conntrack.DefaultTimeouts {
+		t.Errorf("rules' default timeouts %+v, the table's %+v", got, conntrack.DefaultTimeouts)
+	}
+}

@@ -42,7 +42,13 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	l := &lab{t: t, e: New(mustRules(t, testRules), Options{FastPath: true}), now: start, parent: map[uint64]uint64{}}
+	return newLabWith(t, testRules)
+}
+
+// newLabWith is newLab with another rule file.
+func newLabWith(t *testing.T, src string) *lab {
+	t.Helper()
+	l := &lab{t: t, e: New(mustRules(t, src), Options{FastPath: true}), now: start, parent: map[uint64]uint64{}}
 	l.e.Subscribe(func(ev Event) {
 		l.events = append(l.events, ev)
 		if ev.Kind == SessionOpen {

@@ -37,19 +37,6 @@ in on lan default deny log {
 }
 `
 
-// newLimitLab is newLab with another rule file.
-func newLimitLab(t *testing.T, src string) *lab {
-	t.Helper()
-	l := &lab{t: t, e: New(mustRules(t, src), Options{FastPath: true}), now: start, parent: map[uint64]uint64{}}
-	l.e.Subscribe(func(ev Event) {
-		l.events = append(l.events, ev)
-		if ev.Kind == SessionOpen {
-			l.parent[ev.Session.ID] = ev.Session.Parent
-		}
-	})
-	return l
-}
-
 // flood sends pkt from src without checking its verdict (what the
 // engine does to the attacker is not the point) and returns it.
 func (l *lab) flood(src netip.Addr, pkt []byte) Verdict {
@@ -86,7 +73,7 @@ func TestOneHostFillsSessionTable(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l := newLimitLab(t, limitRules+limits)
+			l := newLabWith(t, limitRules+limits)
 			for i := range 200 {
 				c.flood(l, i)
 			}
@@ -139,7 +126,7 @@ func TestOneHostExhaustsExpectations(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l := newLimitLab(t, limitRules+limits)
+			l := newLabWith(t, limitRules+limits)
 			c.flood(l)
 			f := l.ftp(client, 40000, server)
 			f.pasv(30001)
@@ -172,7 +159,7 @@ func lastNotes(l *lab, n int) []string {
 // client that negotiated it (the owner session's source): the victim's
 // active data connection is admitted as related.
 func TestActiveDataChargedToClient(t *testing.T) {
-	l := newLimitLab(t, limitRules+"limits { half-open-per-host 4 }\n")
+	l := newLabWith(t, limitRules+"limits { half-open-per-host 4 }\n")
 	for i := range 4 {
 		f := l.ftp(attacker, uint16(41000+i), server)
 		f.port(uint16(52000 + i))
@@ -199,7 +186,7 @@ func TestActiveDataChargedToClient(t *testing.T) {
 // used to be used up before the session was refused, so a transient limit
 // hit killed the transfer for good.)
 func TestRefusedRelatedSYNKeepsHole(t *testing.T) {
-	l := newLimitLab(t, limitRules+"limits { sessions 8 }\n")
+	l := newLabWith(t, limitRules+"limits { sessions 8 }\n")
 	f := l.ftp(client, 40000, server)
 	f.pasv(30001)
 	// Seven pings fill the table (ICMP sessions live 10 s).
@@ -223,7 +210,7 @@ func TestRefusedRelatedSYNKeepsHole(t *testing.T) {
 // connlimit and hashlimit users configure it), so the other client still
 // gets in.
 func TestIPv6PerHostIsPer64(t *testing.T) {
-	l := newLimitLab(t, limitRules+"limits { half-open 16 half-open-per-host 4 }\n")
+	l := newLabWith(t, limitRules+"limits { half-open 16 half-open-per-host 4 }\n")
 	for i := range 64 {
 		src := netip.MustParseAddr("2001:db8:1::" + strconv.FormatInt(int64(0x100+i), 16))
 		l.flood(src, packettest.TCP(ap(src, 40000), ap(server6, 9000), syn, 7000, 0, nil))
@@ -246,7 +233,7 @@ func TestIPv6PerHostIsPer64(t *testing.T) {
 func TestAdoptedSessionsNotCharged(t *testing.T) {
 	src := limitRules + "limits { sessions 256 sessions-per-host 8 }\n"
 	src = strings.Replace(src, "in on lan default deny log {\n}", "in on lan default deny log {\n    permit udp from any to any port 53\n}", 1)
-	l := newLimitLab(t, src)
+	l := newLabWith(t, src)
 	now := start
 	for i := range 8 {
 		// An offloaded client connection to the server; the server's

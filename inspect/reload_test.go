@@ -77,7 +77,7 @@ in on dmz default permit {
 // reload, their session-close line (the audit trail) names their own
 // rule, not whatever rule of the new file stands at their old index.
 func TestReloadRenumbersUncollectedSessions(t *testing.T) {
-	l := newLimitLab(t, limitRules)
+	l := newLabWith(t, limitRules)
 	for i := range 20 {
 		l.process(client, packettest.UDP(ap(client, uint16(10000+i)), ap(server, 53), []byte("q")), true, ReasonRule)
 	}
@@ -140,7 +140,7 @@ func TestReloadReconfiguresInspectors(t *testing.T) {
 // its expiry) must not take it off the host's count: the host would then
 // get one more session than sessions-per-host.
 func TestClearAdoptedUDPFreesNoExtraShare(t *testing.T) {
-	l := newLimitLab(t, limitRules+"limits { sessions 64 sessions-per-host 2 }\n")
+	l := newLabWith(t, limitRules+"limits { sessions 64 sessions-per-host 2 }\n")
 	l.now = l.now.Add(time.Millisecond)
 	v := l.e.Process(packettest.UDP(ap(client, 9999), ap(server, 53), []byte("q")), Meta{Time: l.now, In: "wan0", Offloaded: true})
 	if !v.Accept || v.Reason != ReasonAdopted {
