@@ -95,7 +95,8 @@ func TestRepeatedNestedSet(t *testing.T) {
 }
 
 // BenchmarkStrayBraces parses one line of 50 000 stray "}": linear work,
-// about 9 ms here; the quadratic walk it replaced took over a second.
+// about 9 ms here; the quadratic walk it replaced took about a second for
+// 40 KB (measured before the fix).
 func BenchmarkStrayBraces(b *testing.B) {
 	src := []byte(strings.Repeat("}", 50_000))
 	for b.Loop() {

@@ -104,16 +104,7 @@ func serve(t *testing.T, b api.Backend, opt api.Options) *api.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	conntest.Serve(t, s)
 	return s
 }
 

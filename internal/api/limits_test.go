@@ -86,14 +86,7 @@ func TestErrorLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	api.WrapListener(s, func(ln net.Listener) net.Listener { return &conntest.FailOnce{Listener: ln} })
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	defer func() {
-		s.Close()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	conntest.Serve(t, s)
 	select {
 	case l := <-lines:
 		if !strings.HasPrefix(l, "http: Accept error: accept unix: accept4: too many open files; retrying") {

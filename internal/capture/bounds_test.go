@@ -147,14 +147,7 @@ func TestInterfaceFloodAcrossPackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for {
-		_, err = r.Next()
-		if err != nil {
-			break
-		}
-		n++
-	}
+	n, err := drain(r)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)

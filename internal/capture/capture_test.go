@@ -38,6 +38,16 @@ var realCaptures = []struct {
 	{"arkime-ftp.pcap", 10, layers.LinkTypeEthernet, 0, 0},
 }
 
+// drain reads r to its end or first error: the frames read, and the
+// error (io.EOF at a clean end).
+func drain(r *Reader) (int, error) {
+	for n := 0; ; n++ {
+		if _, err := r.Next(); err != nil {
+			return n, err
+		}
+	}
+}
+
 // readAll reads every frame of r, copying the data.
 func readAll(t *testing.T, r *Reader) []Frame {
 	t.Helper()
@@ -459,14 +469,7 @@ func TestErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n := 0
-			for {
-				_, err = r.Next()
-				if err != nil {
-					break
-				}
-				n++
-			}
+			n, err := drain(r)
 			if err == io.EOF || !strings.Contains(err.Error(), tc.atNext) || !strings.HasPrefix(err.Error(), name+": ") {
 				t.Errorf("Next error %v, want one starting %q containing %q", err, name, tc.atNext)
 			}

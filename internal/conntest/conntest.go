@@ -114,3 +114,25 @@ func IdleAfterRequest(t testing.TB, c net.Conn, path string, min time.Duration) 
 		t.Errorf("idle connection closed after %v, before the idle timeout", d)
 	}
 }
+
+// Server is an HTTP server under test: it serves until closed.
+type Server interface {
+	Serve() error
+	Close() error
+}
+
+// Serve runs s.Serve on a goroutine until the end of the test, then
+// closes s and checks that both ended without error.
+func Serve(t testing.TB, s Server) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inspectd/inspectd/inspect"
 	"github.com/inspectd/inspectd/internal/api"
+	"github.com/inspectd/inspectd/internal/conntest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -79,8 +80,7 @@ func TestServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
+	conntest.Serve(t, s)
 	resp, err := http.Get("http://" + s.Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -116,12 +116,6 @@ func TestServer(t *testing.T) {
 	}
 	if resp, err := http.Get("http://" + s.Addr().String() + "/nothing"); err != nil || resp.StatusCode != 404 {
 		t.Errorf("unknown path: %v %v", resp, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Error(err)
-	}
-	if err := <-done; err != nil {
-		t.Error(err)
 	}
 	if _, err := Listen("256.0.0.1:1", fake{}); err == nil {
 		t.Error("bad address accepted")

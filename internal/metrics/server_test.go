@@ -22,20 +22,6 @@ func listen(t *testing.T, opts ...Option) *Server {
 	return s
 }
 
-// serve serves s until the end of the test.
-func serve(t *testing.T, s *Server) {
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-}
-
 // limits shortens the server's timeouts and sets its connection cap.
 func limits(header, idle time.Duration, conns int) Option {
 	return func(c *config) {
@@ -47,7 +33,7 @@ func limits(header, idle time.Duration, conns int) Option {
 func TestConnectionCap(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	s := listen(t, limits(timeout, time.Minute, 3))
-	serve(t, s)
+	conntest.Serve(t, s)
 	start := time.Now()
 	var idle []net.Conn
 	for range 3 {
@@ -76,7 +62,7 @@ func TestConnectionCap(t *testing.T) {
 func TestSlowClients(t *testing.T) {
 	const header, idle = 300 * time.Millisecond, 400 * time.Millisecond
 	s := listen(t, limits(header, idle, 8))
-	serve(t, s)
+	conntest.Serve(t, s)
 
 	// Slowloris: a header never finished.
 	conntest.UnfinishedHeader(t, conntest.Dial(t, "tcp", s.Addr().String()), "/metrics", header*9/10)
@@ -88,7 +74,7 @@ func TestErrorLog(t *testing.T) {
 	lines := make(chan string, 10)
 	s := listen(t, ErrorLog(log.New(conntest.Lines(lines), "", 0)))
 	s.ln = &conntest.FailOnce{Listener: s.ln}
-	serve(t, s)
+	conntest.Serve(t, s)
 	select {
 	case l := <-lines:
 		if !strings.HasPrefix(l, "http: Accept error: accept tcp: accept4: too many open files; retrying") {
